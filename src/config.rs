@@ -1,0 +1,330 @@
+//! The TOML configuration file: parsed strictly (unknown keys are errors naming
+//! the key and line), validated, and shared as an immutable snapshot.
+
+use crate::address::is_domain;
+use serde::Deserialize;
+use std::{
+    fmt,
+    net::{SocketAddr, ToSocketAddrs},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+pub const DEFAULT_PATH: &str = "/etc/bsm-milter/bsm-milter.toml";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub relay: RelayConfig,
+    #[serde(default)]
+    pub milter: MilterConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The marketplace's mail domain; every alias lives here.
+    pub domain: RelayDomain,
+    /// Display name of the relay's own notices (bounce replacements).
+    #[serde(default = "default_notice_name")]
+    pub notice_name: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MilterConfig {
+    #[serde(default = "default_milter_socket")]
+    pub socket: Socket,
+    /// Permissions of a unix socket; Postfix's smtpd must be able to connect.
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: SocketMode,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_socket")]
+    pub socket: Socket,
+    #[serde(default = "default_admin_socket_mode")]
+    pub socket_mode: SocketMode,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    #[serde(default = "default_archive_dir")]
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default = "default_critical_markers")]
+    pub critical_markers: Vec<String>,
+    #[serde(default = "default_exempt_categories")]
+    pub opt_out_exempt_categories: Vec<String>,
+    #[serde(default = "default_limit_base")]
+    pub daily_limit_base: u64,
+    #[serde(default = "default_limit_per_order")]
+    pub daily_limit_per_order: u64,
+    #[serde(default = "default_limit_window")]
+    pub daily_limit_window_days: u32,
+}
+
+fn default_notice_name() -> String {
+    "Marketplace Messaging".into()
+}
+fn default_milter_socket() -> Socket {
+    Socket::Unix("/run/bsm-milter/milter.sock".into())
+}
+fn default_admin_socket() -> Socket {
+    Socket::Unix("/run/bsm-milter/admin.sock".into())
+}
+fn default_socket_mode() -> SocketMode {
+    SocketMode(0o660)
+}
+fn default_admin_socket_mode() -> SocketMode {
+    SocketMode(0o600)
+}
+fn default_store_path() -> PathBuf {
+    "/var/lib/bsm-milter/store.redb".into()
+}
+fn default_archive_dir() -> PathBuf {
+    "/var/lib/bsm-milter/archive".into()
+}
+fn default_critical_markers() -> Vec<String> {
+    ["[Important]", "[중요]", "[重要]"].map(String::from).to_vec()
+}
+fn default_exempt_categories() -> Vec<String> {
+    ["handmade", "wine", "custom"].map(String::from).to_vec()
+}
+fn default_limit_base() -> u64 {
+    600
+}
+fn default_limit_per_order() -> u64 {
+    5
+}
+fn default_limit_window() -> u32 {
+    30
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        Self { socket: default_milter_socket(), socket_mode: default_socket_mode() }
+    }
+}
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { socket: default_admin_socket(), socket_mode: default_admin_socket_mode() }
+    }
+}
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: default_store_path() }
+    }
+}
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self { dir: default_archive_dir() }
+    }
+}
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            critical_markers: default_critical_markers(),
+            opt_out_exempt_categories: default_exempt_categories(),
+            daily_limit_base: default_limit_base(),
+            daily_limit_per_order: default_limit_per_order(),
+            daily_limit_window_days: default_limit_window(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
+    }
+
+    /// Parses and validates; the error names the offending key (and line).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let p = &self.policy;
+        if p.critical_markers.iter().any(|m| m.trim().is_empty()) {
+            return Err("policy.critical_markers: markers must not be empty".into());
+        }
+        if p.opt_out_exempt_categories.iter().any(|c| c.trim().is_empty()) {
+            return Err("policy.opt_out_exempt_categories: categories must not be empty".into());
+        }
+        if p.daily_limit_window_days == 0 || p.daily_limit_window_days > 366 {
+            return Err("policy.daily_limit_window_days: must be between 1 and 366".into());
+        }
+        if self.relay.notice_name.trim().is_empty() || self.relay.notice_name.contains(['\r', '\n']) {
+            return Err("relay.notice_name: must be a non-empty single line".into());
+        }
+        if self.milter.socket == self.admin.socket {
+            return Err("admin.socket: must differ from milter.socket".into());
+        }
+        Ok(())
+    }
+}
+
+/// The relay domain, lower-cased and checked to be a DNS name.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RelayDomain(String);
+
+impl RelayDomain {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RelayDomain {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let d = s.trim().to_ascii_lowercase();
+        if is_domain(&d) {
+            Ok(RelayDomain(d))
+        } else {
+            Err(format!("{s:?} is not a domain name like marketplace.example.com"))
+        }
+    }
+}
+
+impl fmt::Display for RelayDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A listening socket in Postfix's milter syntax: `unix:/path` or `inet:host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Socket {
+    Unix(PathBuf),
+    Inet(SocketAddr),
+}
+
+impl FromStr for Socket {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("{s:?}: unix socket path must be absolute"));
+            }
+            Ok(Socket::Unix(path.into()))
+        } else if let Some(hostport) = s.strip_prefix("inet:") {
+            let addr = hostport
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("{s:?}: expected inet:HOST:PORT"))?;
+            Ok(Socket::Inet(addr))
+        } else {
+            Err(format!("{s:?}: expected unix:/path or inet:host:port"))
+        }
+    }
+}
+
+impl TryFrom<String> for Socket {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Socket::Unix(p) => write!(f, "unix:{}", p.display()),
+            Socket::Inet(a) => write!(f, "inet:{a}"),
+        }
+    }
+}
+
+/// Octal permission bits for a unix socket, written as a string (`"0660"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SocketMode(pub u32);
+
+impl TryFrom<String> for SocketMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match u32::from_str_radix(s.trim(), 8) {
+            Ok(m) if m <= 0o777 => Ok(SocketMode(m)),
+            _ => Err(format!("{s:?}: expected octal permissions like \"0660\"")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_takes_documented_defaults() {
+        let c = Config::parse("[relay]\ndomain = \"Marketplace.Example.com\"\n").unwrap();
+        assert_eq!(c.relay.domain.as_str(), "marketplace.example.com");
+        assert_eq!(c.milter.socket, Socket::Unix("/run/bsm-milter/milter.sock".into()));
+        assert_eq!(c.policy.daily_limit_base, 600);
+        assert_eq!(c.policy.critical_markers, ["[Important]", "[중요]", "[重要]"]);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = Config::parse("[relay]\ndomain = \"m.example.com\"\n\n[store]\npaht = \"/x\"\n").unwrap_err();
+        assert!(e.contains("paht") && e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_problem() {
+        let e = Config::parse("[relay]\ndomain = \"not a domain\"\n").unwrap_err();
+        assert!(e.contains("domain"), "{e}");
+        let e = Config::parse("[relay]\ndomain = \"m.example.com\"\n[milter]\nsocket = \"tcp:1\"\n").unwrap_err();
+        assert!(e.contains("socket"), "{e}");
+        let e = Config::parse("[relay]\ndomain = \"m.example.com\"\n[policy]\ndaily_limit_window_days = 0\n")
+            .unwrap_err();
+        assert!(e.contains("daily_limit_window_days"), "{e}");
+        assert!(Config::parse("").unwrap_err().contains("relay"));
+    }
+
+    #[test]
+    fn socket_syntax_round_trips() {
+        let s: Socket = "inet:127.0.0.1:7357".parse().unwrap();
+        assert_eq!(s.to_string(), "inet:127.0.0.1:7357");
+        let s: Socket = "unix:/run/x.sock".parse().unwrap();
+        assert_eq!(s.to_string(), "unix:/run/x.sock");
+        assert!("unix:relative".parse::<Socket>().is_err());
+        assert!("inet:nohost".parse::<Socket>().is_err());
+    }
+}

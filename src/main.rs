@@ -1,0 +1,304 @@
+//! The `bsm-milter` command: the daemon and the admin CLI.
+
+use bsm_milter::admin::client::{Client, segment};
+use bsm_milter::config::{self, Config};
+use bsm_milter::{SharedConfig, error_chain};
+use clap::{Parser, Subcommand, ValueEnum};
+use hyper::Method;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "bsm-milter", version, about = "Anonymous buyer-seller messaging for Postfix")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the milter and the admin API.
+    Serve,
+    /// Validate the configuration file and exit.
+    CheckConfig,
+    /// Manage sellers.
+    #[command(subcommand)]
+    Seller(SellerCmd),
+    /// Manage buyers.
+    #[command(subcommand)]
+    Buyer(BuyerCmd),
+    /// Manage orders.
+    #[command(subcommand)]
+    Order(OrderCmd),
+    /// Pair aliases.
+    #[command(subcommand)]
+    Alias(AliasCmd),
+}
+
+#[derive(Subcommand)]
+enum SellerCmd {
+    /// Register a seller (its own alias is created).
+    Add {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "service-address")]
+        service_address: String,
+        /// An address allowed to write to buyers as this seller (repeatable).
+        #[arg(long = "approve")]
+        approve: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a sending address.
+    Approve { id: String, address: String },
+    /// Revoke an approved sending address.
+    Revoke { id: String, address: String },
+    /// Change a seller's details.
+    Set {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "service-address")]
+        service_address: Option<String>,
+        #[arg(long = "opt-out-notices")]
+        opt_out_notices: Option<OnOff>,
+    },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Subcommand)]
+enum BuyerCmd {
+    Add {
+        id: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The buyer no longer wants unsolicited messages.
+    OptOut { id: String },
+    OptIn { id: String },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrderCmd {
+    Add {
+        order_id: String,
+        #[arg(long)]
+        seller: String,
+        #[arg(long)]
+        buyer: String,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AliasCmd {
+    /// The pair alias of a seller and a buyer, created if new.
+    Get {
+        #[arg(long)]
+        seller: String,
+        #[arg(long)]
+        buyer: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which seller, buyer and orders an alias belongs to.
+    Lookup {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("bsm-milter: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Config, String> {
+    Config::load(path).map_err(|e| error_chain(&e).replace('\n', " "))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start runtime: {e}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let config = load(&cli.config)?;
+    match cli.command {
+        Command::CheckConfig => {
+            println!("{}: OK (relay domain {})", cli.config.display(), config.relay.domain);
+            Ok(())
+        }
+        Command::Serve => {
+            init_logging();
+            let shared = SharedConfig::new(config, Some(cli.config.clone()));
+            runtime()?.block_on(bsm_milter::serve(shared)).map_err(|e| error_chain(&e))
+        }
+        other => {
+            let client = Client::new(config.admin.socket.clone());
+            runtime()?.block_on(admin(&client, other))
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    // indymilter's own spans only at warn: one info line per decision is ours.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,indymilter=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn print(value: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
+    if as_json {
+        println!("{value}");
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+fn s(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), String::from)).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn seller_text(v: &Value) -> String {
+    format!(
+        "seller {}\n  name:               {}\n  alias:              {}\n  service address:    {}\n  approved addresses: {}\n  opt-out notices:    {}",
+        s(v, "id"),
+        s(v, "name"),
+        s(v, "alias"),
+        s(v, "service_address"),
+        s(v, "approved_addresses"),
+        if v["opt_out_notices"] == json!(true) { "on" } else { "off" }
+    )
+}
+
+fn buyer_text(v: &Value) -> String {
+    format!(
+        "buyer {}\n  email:      {}\n  name:       {}\n  opted out:  {}",
+        s(v, "id"),
+        s(v, "email"),
+        s(v, "name"),
+        if v["opted_out"] == json!(true) { "yes" } else { "no" }
+    )
+}
+
+async fn admin(client: &Client, command: Command) -> Result<(), String> {
+    let err = |e: bsm_milter::admin::client::ClientError| e.to_string();
+    match command {
+        Command::Seller(cmd) => match cmd {
+            SellerCmd::Add { id, name, service_address, approve, json } => {
+                let body = json!({ "id": id, "name": name, "service_address": service_address, "approved_addresses": approve });
+                let v = client.request(Method::POST, "/v1/sellers", Some(body)).await.map_err(err)?;
+                print(&v, json, seller_text);
+            }
+            SellerCmd::Approve { id, address } => {
+                let path = format!("/v1/sellers/{}/approved-addresses", segment(&id));
+                let v = client.request(Method::POST, &path, Some(json!({ "address": address }))).await.map_err(err)?;
+                println!("{}", seller_text(&v));
+            }
+            SellerCmd::Revoke { id, address } => {
+                let path = format!("/v1/sellers/{}/approved-addresses/{}", segment(&id), segment(&address));
+                let v = client.request(Method::DELETE, &path, None).await.map_err(err)?;
+                println!("{}", seller_text(&v));
+            }
+            SellerCmd::Set { id, name, service_address, opt_out_notices } => {
+                if name.is_none() && service_address.is_none() && opt_out_notices.is_none() {
+                    return Err("seller set: nothing to change (give --name, --service-address or --opt-out-notices)".into());
+                }
+                let mut body = serde_json::Map::new();
+                if let Some(n) = name {
+                    body.insert("name".into(), json!(n));
+                }
+                if let Some(a) = service_address {
+                    body.insert("service_address".into(), json!(a));
+                }
+                if let Some(o) = opt_out_notices {
+                    body.insert("opt_out_notices".into(), json!(matches!(o, OnOff::On)));
+                }
+                let path = format!("/v1/sellers/{}", segment(&id));
+                let v = client.request(Method::PATCH, &path, Some(Value::Object(body))).await.map_err(err)?;
+                println!("{}", seller_text(&v));
+            }
+            SellerCmd::Show { id, json } => {
+                let v = client.get(&format!("/v1/sellers/{}", segment(&id))).await.map_err(err)?;
+                print(&v, json, seller_text);
+            }
+        },
+        Command::Buyer(cmd) => match cmd {
+            BuyerCmd::Add { id, email, name, json } => {
+                let v = client
+                    .request(Method::POST, "/v1/buyers", Some(json!({ "id": id, "email": email, "name": name })))
+                    .await
+                    .map_err(err)?;
+                print(&v, json, buyer_text);
+            }
+            BuyerCmd::OptOut { id } => {
+                let v = client.request(Method::POST, &format!("/v1/buyers/{}/opt-out", segment(&id)), None).await.map_err(err)?;
+                println!("{}", buyer_text(&v));
+            }
+            BuyerCmd::OptIn { id } => {
+                let v = client.request(Method::POST, &format!("/v1/buyers/{}/opt-in", segment(&id)), None).await.map_err(err)?;
+                println!("{}", buyer_text(&v));
+            }
+            BuyerCmd::Show { id, json } => {
+                let v = client.get(&format!("/v1/buyers/{}", segment(&id))).await.map_err(err)?;
+                print(&v, json, buyer_text);
+            }
+        },
+        Command::Order(OrderCmd::Add { order_id, seller, buyer, category, json }) => {
+            let body = json!({ "id": order_id, "seller": seller, "buyer": buyer, "category": category });
+            let v = client.request(Method::POST, "/v1/orders", Some(body)).await.map_err(err)?;
+            print(&v, json, |v| format!("order {} (seller {}, buyer {}, category {})", s(v, "id"), s(v, "seller"), s(v, "buyer"), s(v, "category")));
+        }
+        Command::Alias(AliasCmd::Get { seller, buyer, json }) => {
+            let v = client.request(Method::POST, "/v1/aliases", Some(json!({ "seller": seller, "buyer": buyer }))).await.map_err(err)?;
+            print(&v, json, |v| s(v, "alias"));
+        }
+        Command::Alias(AliasCmd::Lookup { address, json }) => {
+            let v = client.get(&format!("/v1/aliases/{}", segment(&address))).await.map_err(err)?;
+            print(&v, json, |v| {
+                format!("{} ({}): seller {}, buyer {}, orders: {}", s(v, "alias"), s(v, "kind"), s(v, "seller"), s(v, "buyer"), s(v, "orders"))
+            });
+        }
+        Command::Serve | Command::CheckConfig => unreachable!("handled before connecting"),
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Milter glue: each callback converts its arguments, calls one session or
+//! relay method, and applies the result. Decisions live in `policy`/`relay`.
+
+mod session;
+
+pub use session::{Connection, InFlight};
+
+use crate::policy::{Refusal, Target};
+use crate::relay::{Relay, Verdict};
+use crate::rewrite::{HeaderEdit, RawHeader, Rewrite};
+use indymilter::{
+    Actions, Callbacks, Context, ContextActions, EomContext, NegotiateContext, ProtoOpts, SetErrorReply, Status,
+};
+use std::ffi::CStr;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Produces the relay (with the current config snapshot) for a new connection.
+pub type RelaySource = Arc<dyn Fn() -> Relay + Send + Sync>;
+
+fn queue_id(macros: &indymilter::Macros) -> String {
+    macros.get(c"i").map_or_else(|| "NOQUEUE".to_string(), |q| q.to_string_lossy().into_owned())
+}
+
+fn set_reply(reply: &mut impl SetErrorReply, refusal: Refusal) -> Status {
+    let r = refusal.reply();
+    match reply.set_error_reply(r.code, Some(r.xcode), r.lines.iter().copied()) {
+        Ok(()) if r.code.starts_with('4') => Status::Tempfail,
+        Ok(()) => Status::Reject,
+        Err(e) => {
+            warn!("cannot set SMTP reply: {e}");
+            Status::Tempfail
+        }
+    }
+}
+
+fn tempfail(reply: &mut impl SetErrorReply, qid: &str, what: &str, err: &dyn std::fmt::Display) -> Status {
+    warn!("{qid}: {what}: {err}: temporary failure");
+    let _ = reply.set_error_reply("451", Some("4.3.0"), ["Temporary failure in the relay, try again later"]);
+    Status::Tempfail
+}
+
+fn lossy(s: &CStr) -> String {
+    s.to_string_lossy().into_owned()
+}
+
+pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Connection> {
+    let on_mail_source = source.clone();
+    Callbacks::new()
+        .on_negotiate(|cx: &mut NegotiateContext<Connection>, actions, opts| {
+            Box::pin(async move {
+                cx.requested_actions |= actions
+                    & (Actions::CHANGE_SENDER
+                        | Actions::ADD_RCPT
+                        | Actions::DELETE_RCPT
+                        | Actions::ADD_HEADER
+                        | Actions::CHANGE_HEADER
+                        | Actions::REPLACE_BODY);
+                // Headers need no per-header answer: saves a round trip each.
+                cx.requested_opts |= opts & ProtoOpts::NOREPLY_HEADER;
+                Status::Continue
+            })
+        })
+        .on_mail(move |cx: &mut Context<Connection>, args| {
+            let source = on_mail_source.clone();
+            let in_flight = in_flight.clone();
+            Box::pin(async move {
+                let conn = cx.data.get_or_insert_with(|| Connection { relay: source(), in_flight, message: None });
+                let from = args.first().map(|a| lossy(a)).unwrap_or_default();
+                match conn.begin(&from) {
+                    Ok(()) => Status::Continue,
+                    Err(e) => tempfail(&mut cx.reply, &queue_id(&cx.macros), "sender look-up", &e),
+                }
+            })
+        })
+        .on_rcpt(|cx: &mut Context<Connection>, args| {
+            Box::pin(async move {
+                let qid = queue_id(&cx.macros);
+                let Some(conn) = cx.data.as_mut() else { return Status::Tempfail };
+                let rcpt = args.first().map(|a| lossy(a)).unwrap_or_default();
+                match conn.rcpt(&rcpt) {
+                    Ok(Ok(_)) => Status::Continue,
+                    Ok(Err(refusal)) => {
+                        info!("{qid}: recipient refused: {}", refusal.reason());
+                        set_reply(&mut cx.reply, refusal)
+                    }
+                    Err(e) => tempfail(&mut cx.reply, &qid, "recipient look-up", &e),
+                }
+            })
+        })
+        .on_data(|cx: &mut Context<Connection>| {
+            Box::pin(async move {
+                // Mail with no relay-domain recipient passes untouched: no more callbacks.
+                let target = cx.data.as_ref().and_then(|c| c.message.as_ref()).and_then(|m| m.target.as_ref());
+                match target {
+                    Some(Target::Outside) | None => {
+                        if let Some(c) = cx.data.as_mut() {
+                            c.message = None;
+                        }
+                        Status::Accept
+                    }
+                    Some(_) => Status::Continue,
+                }
+            })
+        })
+        .on_header(|cx: &mut Context<Connection>, name, value| {
+            Box::pin(async move {
+                if let Some(m) = cx.data.as_mut().and_then(|c| c.message.as_mut()) {
+                    m.headers.push(RawHeader { name: lossy(&name), value: lossy(&value) });
+                }
+                Status::Continue
+            })
+        })
+        .on_eom(|cx: &mut EomContext<Connection>| Box::pin(end_of_message(cx)))
+        .on_abort(|cx: &mut Context<Connection>| {
+            Box::pin(async move {
+                if let Some(c) = cx.data.as_mut() {
+                    c.message = None;
+                }
+                Status::Continue
+            })
+        })
+}
+
+async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
+    let qid = queue_id(&cx.macros);
+    let Some(conn) = cx.data.as_mut() else { return Status::Tempfail };
+    let Some(msg) = conn.message.take() else { return Status::Tempfail };
+    let Some(target) = msg.target.clone() else { return Status::Accept };
+    let relay = conn.relay.clone();
+    // The store commits (fsync) before we answer: keep it off the async workers.
+    let verdict = tokio::task::spawn_blocking(move || {
+        let v = relay.end_of_message(&target, &msg.rcpts, &msg.headers);
+        drop(msg);
+        v
+    })
+    .await;
+    match verdict {
+        Ok(Ok(Verdict::Deliver { rewrite, summary })) => match apply(&cx.actions, &rewrite).await {
+            Ok(()) => {
+                info!("{qid}: {summary}");
+                Status::Continue
+            }
+            Err(e) => tempfail(&mut cx.reply, &qid, "applying rewrite", &e),
+        },
+        Ok(Ok(Verdict::Refuse { refusal, summary })) => {
+            info!("{qid}: {summary}");
+            set_reply(&mut cx.reply, refusal)
+        }
+        Ok(Err(e)) => tempfail(&mut cx.reply, &qid, "store", &e),
+        Err(e) => tempfail(&mut cx.reply, &qid, "end of message", &e),
+    }
+}
+
+async fn apply(actions: &impl ContextActions, rw: &Rewrite) -> Result<(), indymilter::ActionError> {
+    for edit in &rw.headers {
+        match edit {
+            HeaderEdit::Change { name, index, value } => actions.change_header(name.as_str(), *index, Some(value.as_str())).await?,
+            HeaderEdit::Delete { name, index } => actions.change_header(name.as_str(), *index, None::<&str>).await?,
+            HeaderEdit::Add { name, value } => actions.add_header(name.as_str(), value.as_str()).await?,
+        }
+    }
+    if let Some(sender) = &rw.sender {
+        actions.change_sender(sender.as_str(), None::<&str>).await?;
+    }
+    for r in &rw.delete_rcpts {
+        actions.delete_recipient(r.as_str()).await?;
+    }
+    for r in &rw.add_rcpts {
+        actions.add_recipient(r.as_str()).await?;
+    }
+    if let Some(body) = &rw.body {
+        actions.replace_body(body).await?;
+    }
+    Ok(())
+}

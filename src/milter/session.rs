@@ -1,0 +1,102 @@
+//! State by scope: a connection holds a config snapshot; a message (MAIL to
+//! end of message) holds the sender, the accepted recipients and the headers.
+
+use crate::address::{Address, parse_envelope};
+use crate::policy::{Recipient, Refusal, Sender, Target, admit, decide_rcpt};
+use crate::relay::Relay;
+use crate::rewrite::RawHeader;
+use crate::store::StoreError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
+
+/// Counts messages between MAIL and end of message, so shutdown can wait for them.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no message is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+pub struct Connection {
+    pub relay: Relay,
+    pub in_flight: Arc<InFlight>,
+    pub message: Option<Message>,
+}
+
+pub struct Message {
+    pub sender: Sender,
+    /// The sender was not a parsable address (nor `<>`): a stranger.
+    pub sender_unparsable: bool,
+    /// Accepted recipients exactly as received (`<a@b>`).
+    pub rcpts: Vec<String>,
+    pub target: Option<Target>,
+    pub headers: Vec<RawHeader>,
+    _guard: InFlightGuard,
+}
+
+impl Connection {
+    pub fn begin(&mut self, mail_from: &str) -> Result<(), StoreError> {
+        let guard = self.in_flight.enter();
+        let (sender, sender_unparsable) = match parse_envelope(mail_from) {
+            Ok(addr) => (Sender::resolve(self.relay.store.as_ref(), addr)?, false),
+            Err(_) => (Sender::default(), true),
+        };
+        self.message =
+            Some(Message { sender, sender_unparsable, rcpts: Vec::new(), target: None, headers: Vec::new(), _guard: guard });
+        Ok(())
+    }
+
+    /// Decides one recipient; an accepted one is remembered.
+    pub fn rcpt(&mut self, rcpt: &str) -> Result<Result<Target, Refusal>, StoreError> {
+        let domain = self.relay.config.relay.domain.as_str();
+        let msg = self.message.as_mut().expect("RCPT follows MAIL");
+        let recipient = match Address::parse(rcpt) {
+            Ok(addr) => Recipient::resolve(self.relay.store.as_ref(), domain, &addr)?,
+            // Postfix has already checked the syntax; anything odd is not an alias.
+            Err(_) => Recipient::Outside,
+        };
+        let decision = if msg.sender_unparsable && !matches!(recipient, Recipient::Outside) {
+            Err(Refusal::UnknownRecipient)
+        } else {
+            decide_rcpt(&msg.sender, &recipient)
+        };
+        Ok(decision.and_then(|target| {
+            admit(msg.target.as_ref(), &target)?;
+            msg.target = Some(target.clone());
+            msg.rcpts.push(rcpt.to_string());
+            Ok(target)
+        }))
+    }
+}

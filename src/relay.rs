@@ -1,0 +1,162 @@
+//! One message's end-of-message handling, from envelope and headers to a
+//! verdict and a rewrite. No milter types here: the glue in `milter/` applies
+//! the result, tests call it directly.
+
+use crate::address::Address;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::policy::{Refusal, Target, check_from_header};
+use crate::rewrite::{RawHeader, Rewrite, headers, ids, notice};
+use crate::store::{Buyer, NewMessage, Party, Seller, Store, StoreError};
+use std::sync::Arc;
+
+/// The relay's dependencies: configuration snapshot, store, clock.
+#[derive(Clone)]
+pub struct Relay {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What the relay decided at end of message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Deliver with these changes; `summary` is the log line's decision text.
+    Deliver { rewrite: Rewrite, summary: String },
+    Refuse { refusal: Refusal, summary: String },
+}
+
+impl Relay {
+    fn alias(&self, local: &str) -> Address {
+        Address::parse(&format!("{local}@{}", self.config.relay.domain))
+            .expect("alias local parts are [a-z0-9] and the relay domain is validated")
+    }
+
+    fn parties(&self, seller: &str, buyer: Option<&str>) -> Result<Option<(Seller, Option<Buyer>)>, StoreError> {
+        let Some(seller) = self.store.seller(seller)? else { return Ok(None) };
+        let buyer = match buyer {
+            Some(id) => match self.store.buyer(id)? {
+                Some(b) => Some(b),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some((seller, buyer)))
+    }
+
+    /// Decides and rewrites one accepted message. `rcpts` are the accepted
+    /// envelope recipients exactly as received. Idempotent: a retry after a
+    /// tempfail yields the same ids.
+    pub fn end_of_message(&self, target: &Target, rcpts: &[String], raw_headers: &[RawHeader]) -> Result<Verdict, StoreError> {
+        let parsed = headers::parse(raw_headers);
+        match target {
+            Target::Outside => Ok(Verdict::Deliver { rewrite: Rewrite::default(), summary: "passed through (no relay recipient)".into() }),
+            Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), rcpts, raw_headers),
+            Target::Conversation { from, seller, buyer } if parsed.is_report => {
+                self.bounce(from.other(), seller, Some(buyer), rcpts, raw_headers)
+            }
+            Target::Conversation { from, seller, buyer } => {
+                let Some((seller, Some(buyer))) = self.parties(seller, Some(buyer))? else {
+                    return Ok(refuse(Refusal::UnknownRecipient, "party removed"));
+                };
+                if let Err(refusal) = check_from_header(target, &seller, &parsed.from) {
+                    return Ok(refuse(refusal, &format!("seller {} -> buyer {}", seller.id, buyer.id)));
+                }
+                self.conversation(*from, &seller, &buyer, &parsed, rcpts, raw_headers)
+            }
+        }
+    }
+
+    fn conversation(
+        &self,
+        from: Party,
+        seller: &Seller,
+        buyer: &Buyer,
+        parsed: &headers::Parsed,
+        rcpts: &[String],
+        raw_headers: &[RawHeader],
+    ) -> Result<Verdict, StoreError> {
+        let domain = self.config.relay.domain.as_str();
+        let referenced = parsed.referenced();
+        let recorded = self.store.record_message(&NewMessage {
+            seller: &seller.id,
+            buyer: &buyer.id,
+            sender: from,
+            original_id: parsed.message_id.as_deref(),
+            referenced: &referenced,
+            relay_domain: domain,
+            at: self.clock.now(),
+        })?;
+        let pair_alias = self.alias(&recorded.pair_alias);
+        let seller_alias = self.alias(&seller.alias);
+        let recipient = from.other();
+        let translate = |list: &[String]| ids::translate(list, &recorded.references, recipient, &seller.id, &buyer.id);
+        let (in_reply_to, references) = (translate(&parsed.in_reply_to), translate(&parsed.references));
+        let (from_name, from_alias, rcpt_alias, rcpt_name, rcpt_real) = match from {
+            Party::Buyer => (buyer.name.as_deref(), &pair_alias, &seller_alias, Some(seller.name.as_str()), &seller.service_address),
+            Party::Seller => (Some(seller.name.as_str()), &seller_alias, &pair_alias, buyer.name.as_deref(), &buyer.email),
+        };
+        let edits = headers::rewrite(
+            raw_headers,
+            &headers::Outgoing {
+                from_name,
+                from_alias,
+                recipient_alias: rcpt_alias,
+                recipient_name: rcpt_name,
+                recipient: rcpt_real,
+                message_id: &recorded.link.relay_id,
+                in_reply_to: &in_reply_to,
+                references: &references,
+                relay_domain: domain,
+            },
+        );
+        let rewrite = Rewrite {
+            headers: edits,
+            sender: Some(from_alias.bracketed()),
+            delete_rcpts: rcpts.to_vec(),
+            add_rcpts: vec![rcpt_real.bracketed()],
+            body: None,
+        };
+        let (who, auto) = (direction(from, seller, buyer, &recorded.pair_alias), if parsed.auto_submitted { " (auto-submitted)" } else { "" });
+        Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{auto}") })
+    }
+
+    fn bounce(&self, to: Party, seller: &str, buyer: Option<&str>, rcpts: &[String], raw_headers: &[RawHeader]) -> Result<Verdict, StoreError> {
+        let Some((seller, buyer)) = self.parties(seller, buyer)? else {
+            return Ok(refuse(Refusal::UnknownRecipient, "bounce to removed party"));
+        };
+        let (recipient, name) = match (to, &buyer) {
+            (Party::Buyer, Some(b)) => (&b.email, b.name.as_deref()),
+            _ => (&seller.service_address, Some(seller.name.as_str())),
+        };
+        let message_id = crate::alias::mint_message_id(self.config.relay.domain.as_str());
+        let built = notice::build(&notice::Notice {
+            to,
+            recipient,
+            recipient_name: name,
+            relay_name: &self.config.relay.notice_name,
+            relay_domain: self.config.relay.domain.as_str(),
+            message_id: &message_id,
+            date: self.clock.now(),
+        });
+        let mut rewrite = notice::replace_message(raw_headers, &built);
+        rewrite.delete_rcpts = rcpts.to_vec();
+        rewrite.add_rcpts = vec![recipient.bracketed()];
+        let whom = match to {
+            Party::Seller => format!("seller {}", seller.id),
+            Party::Buyer => format!("buyer {}", buyer.map_or_else(String::new, |b| b.id)),
+        };
+        Ok(Verdict::Deliver { rewrite, summary: format!("delivery report replaced by a notice to {whom}") })
+    }
+}
+
+fn direction(from: Party, seller: &Seller, buyer: &Buyer, pair_alias: &str) -> String {
+    match from {
+        Party::Buyer => format!("buyer {} -> seller {} (alias {pair_alias})", buyer.id, seller.id),
+        Party::Seller => format!("seller {} -> buyer {} (alias {pair_alias})", seller.id, buyer.id),
+    }
+}
+
+fn refuse(refusal: Refusal, who: &str) -> Verdict {
+    Verdict::Refuse { refusal, summary: format!("{who}: refused ({})", refusal.reason()) }
+}

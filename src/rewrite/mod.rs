@@ -1,0 +1,57 @@
+//! What the other side receives: rewritten headers, translated ids, notices.
+
+pub mod contact;
+pub mod headers;
+pub mod ids;
+pub mod notice;
+
+/// One header as Postfix passed it to the milter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawHeader {
+    pub name: String,
+    pub value: String,
+}
+
+impl RawHeader {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        RawHeader { name: name.into(), value: value.into() }
+    }
+}
+
+/// A header action at end of message. Indexes are 1-based per header name, as
+/// in the milter protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderEdit {
+    Change { name: String, index: i32, value: String },
+    Delete { name: String, index: i32 },
+    Add { name: String, value: String },
+}
+
+/// Everything end of message does to an accepted message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pub headers: Vec<HeaderEdit>,
+    /// New envelope sender, bracketed (`<alias@domain>`).
+    pub sender: Option<String>,
+    /// Envelope recipients to delete, exactly as received.
+    pub delete_rcpts: Vec<String>,
+    /// Envelope recipients to add, bracketed.
+    pub add_rcpts: Vec<String>,
+    /// A replacement body (the headers that describe it are in `headers`).
+    pub body: Option<Vec<u8>>,
+}
+
+/// Orders edits so that indexes stay valid whichever way the MTA renumbers:
+/// per name, changes first (ascending), then deletions from the highest index
+/// down; additions last.
+pub fn order_edits(mut edits: Vec<HeaderEdit>) -> Vec<HeaderEdit> {
+    fn key(e: &HeaderEdit) -> (u8, String, i64) {
+        match e {
+            HeaderEdit::Change { name, index, .. } => (0, name.to_ascii_lowercase(), i64::from(*index)),
+            HeaderEdit::Delete { name, index } => (1, name.to_ascii_lowercase(), -i64::from(*index)),
+            HeaderEdit::Add { .. } => (2, String::new(), 0),
+        }
+    }
+    edits.sort_by_key(key);
+    edits
+}

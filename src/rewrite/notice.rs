@@ -1,0 +1,125 @@
+//! The relay's own short notices, which replace delivery reports addressed to an
+//! alias: a provider's report names the other party's real address (DESIGN §2.4).
+
+use crate::address::Address;
+use crate::rewrite::{HeaderEdit, RawHeader, Rewrite};
+use crate::store::Party;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::{address::Address as BuiltAddress, raw::Raw};
+
+/// Who gets the notice, and from whom it comes.
+pub struct Notice<'a> {
+    pub to: Party,
+    pub recipient: &'a Address,
+    pub recipient_name: Option<&'a str>,
+    pub relay_name: &'a str,
+    pub relay_domain: &'a str,
+    /// Relay-minted Message-ID, without brackets.
+    pub message_id: &'a str,
+    /// Unix seconds.
+    pub date: u64,
+}
+
+fn text(to: Party) -> (&'static str, &'static str) {
+    match to {
+        Party::Seller => (
+            "Undelivered message to a buyer",
+            "The buyer's email provider returned a message you sent to a buyer.\r\n\
+             \r\n\
+             The buyer can still read your message in their account on the\r\n\
+             marketplace; you do not need to send it again by email.\r\n",
+        ),
+        Party::Buyer => (
+            "Your message to the seller was not delivered",
+            "The seller's email system returned the message you sent to the seller.\r\n\
+             \r\n\
+             You can still contact the seller through your account on the\r\n\
+             marketplace.\r\n",
+        ),
+    }
+}
+
+/// The notice as a complete message, built with mail-builder.
+pub fn build(n: &Notice<'_>) -> Vec<u8> {
+    let (subject, body) = text(n.to);
+    MessageBuilder::new()
+        .from(BuiltAddress::new_address(Some(n.relay_name), format!("mailer-daemon@{}", n.relay_domain)))
+        .to(BuiltAddress::new_address(n.recipient_name, n.recipient.as_str()))
+        .subject(subject)
+        .date(n.date as i64)
+        .message_id(n.message_id)
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .text_body(body)
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail")
+}
+
+/// Splits a built message into header fields (unfolded) and body.
+pub fn split(message: &[u8]) -> (Vec<RawHeader>, Vec<u8>) {
+    let text = String::from_utf8_lossy(message);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut headers: Vec<RawHeader> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut() {
+                last.value.push_str(line);
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push(RawHeader::new(name.trim(), value.trim_start()));
+        }
+    }
+    (headers, body.as_bytes().to_vec())
+}
+
+/// Replaces the whole message: every original header deleted, the notice's
+/// headers added, the body replaced.
+pub fn replace_message(original: &[RawHeader], notice: &[u8]) -> Rewrite {
+    let mut counts: Vec<(String, i32)> = Vec::new();
+    let mut edits = Vec::new();
+    for h in original {
+        let lc = h.name.to_ascii_lowercase();
+        let index = match counts.iter_mut().find(|(n, _)| *n == lc) {
+            Some((_, i)) => {
+                *i += 1;
+                *i
+            }
+            None => {
+                counts.push((lc, 1));
+                1
+            }
+        };
+        edits.push(HeaderEdit::Delete { name: h.name.clone(), index });
+    }
+    let (headers, body) = split(notice);
+    edits.extend(headers.into_iter().map(|h| HeaderEdit::Add { name: h.name, value: h.value }));
+    Rewrite { headers: super::order_edits(edits), body: Some(body), ..Rewrite::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_to_the_seller_names_no_address_but_its_own() {
+        let seller = Address::parse("cs@shop.example").unwrap();
+        let msg = build(&Notice {
+            to: Party::Seller,
+            recipient: &seller,
+            recipient_name: Some("Shop"),
+            relay_name: "Marketplace Messaging",
+            relay_domain: "m.example.com",
+            message_id: "bsm.n@m.example.com",
+            date: 1_800_000_000,
+        });
+        let parsed = mail_parser::MessageParser::new().parse(&msg).unwrap();
+        assert_eq!(parsed.subject(), Some("Undelivered message to a buyer"));
+        assert_eq!(parsed.message_id(), Some("bsm.n@m.example.com"));
+        assert!(parsed.body_text(0).unwrap().contains("can still read your message"));
+        let (headers, body) = split(&msg);
+        assert!(headers.iter().any(|h| h.name == "Auto-Submitted" && h.value == "auto-generated"));
+        assert!(!body.is_empty());
+        let rewrite = replace_message(&[RawHeader::new("Received", "x"), RawHeader::new("Received", "y")], &msg);
+        assert_eq!(rewrite.headers[0], HeaderEdit::Delete { name: "Received".into(), index: 2 });
+        assert_eq!(rewrite.headers[1], HeaderEdit::Delete { name: "Received".into(), index: 1 });
+    }
+}

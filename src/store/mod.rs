@@ -1,0 +1,180 @@
+//! What the relay remembers: sellers, buyers, orders, aliases and the
+//! Message-ID map. Behind a trait so that relay hosts can later share one
+//! PostgreSQL; the embedded default is redb.
+
+mod redb_store;
+
+pub use redb_store::RedbStore;
+
+use crate::address::Address;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seller {
+    pub id: String,
+    pub name: String,
+    pub service_address: Address,
+    pub approved_addresses: Vec<Address>,
+    /// Local part of the seller's own alias on the relay domain.
+    pub alias: String,
+    pub opt_out_notices: bool,
+}
+
+impl Seller {
+    pub fn approves(&self, addr: &Address) -> bool {
+        self.approved_addresses.contains(addr)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buyer {
+    pub id: String,
+    pub email: Address,
+    pub name: Option<String>,
+    pub opted_out: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub seller: String,
+    pub buyer: String,
+    pub category: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Who an alias local part stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AliasOwner {
+    Seller { seller: String },
+    Pair { seller: String, buyer: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Buyer,
+    Seller,
+}
+
+impl Party {
+    pub fn other(self) -> Party {
+        match self {
+            Party::Buyer => Party::Seller,
+            Party::Seller => Party::Buyer,
+        }
+    }
+}
+
+/// One relayed message's identity: the id its author gave it and the id the
+/// relay minted for the other side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageLink {
+    pub relay_id: String,
+    pub original_id: Option<String>,
+    pub seller: String,
+    pub buyer: String,
+    pub sender: Party,
+    pub at: u64,
+}
+
+pub struct NewSeller {
+    pub id: String,
+    pub name: String,
+    pub service_address: Address,
+    pub approved_addresses: Vec<Address>,
+}
+
+#[derive(Default)]
+pub struct SellerUpdate {
+    pub name: Option<String>,
+    pub service_address: Option<Address>,
+    pub opt_out_notices: Option<bool>,
+}
+
+pub struct NewBuyer {
+    pub id: String,
+    pub email: Address,
+    pub name: Option<String>,
+}
+
+pub struct NewOrder {
+    pub id: String,
+    pub seller: String,
+    pub buyer: String,
+    pub category: Option<String>,
+    pub created_at: u64,
+}
+
+/// What end-of-message needs written before Postfix may answer 250.
+pub struct NewMessage<'a> {
+    pub seller: &'a str,
+    pub buyer: &'a str,
+    pub sender: Party,
+    /// The author's Message-ID, without angle brackets.
+    pub original_id: Option<&'a str>,
+    /// Ids named by In-Reply-To / References, without angle brackets.
+    pub referenced: &'a [String],
+    pub relay_domain: &'a str,
+    pub at: u64,
+}
+
+/// What a referenced id is known as, looked up in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub id: String,
+    /// The id is one the relay minted.
+    pub by_relay_id: Option<MessageLink>,
+    /// The id is an author's original id in this pair.
+    pub by_original_id: Option<MessageLink>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedMessage {
+    /// Local part of the pair's alias (created if the pair is new).
+    pub pair_alias: String,
+    pub link: MessageLink,
+    pub references: Vec<Reference>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{kind} {id:?} already exists")]
+    Duplicate { kind: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+/// The relay's records. Every write method is durable when it returns.
+pub trait Store: Send + Sync + 'static {
+    fn add_seller(&self, new: NewSeller) -> Result<Seller, StoreError>;
+    fn update_seller(&self, id: &str, update: SellerUpdate) -> Result<Seller, StoreError>;
+    fn approve(&self, id: &str, addr: &Address) -> Result<Seller, StoreError>;
+    fn revoke(&self, id: &str, addr: &Address) -> Result<Seller, StoreError>;
+    fn seller(&self, id: &str) -> Result<Option<Seller>, StoreError>;
+    /// The seller that approved this sending address, if any.
+    fn seller_by_approved(&self, addr: &Address) -> Result<Option<Seller>, StoreError>;
+
+    fn add_buyer(&self, new: NewBuyer) -> Result<Buyer, StoreError>;
+    fn set_opted_out(&self, id: &str, opted_out: bool) -> Result<Buyer, StoreError>;
+    fn buyer(&self, id: &str) -> Result<Option<Buyer>, StoreError>;
+    fn buyer_by_email(&self, addr: &Address) -> Result<Option<Buyer>, StoreError>;
+
+    fn add_order(&self, new: NewOrder) -> Result<Order, StoreError>;
+    fn orders_of_pair(&self, seller: &str, buyer: &str) -> Result<Vec<Order>, StoreError>;
+
+    /// The pair's alias local part, created (durably) if the pair is new.
+    fn pair_alias(&self, seller: &str, buyer: &str) -> Result<String, StoreError>;
+    fn alias_owner(&self, local_part: &str) -> Result<Option<AliasOwner>, StoreError>;
+
+    /// Ensures the pair alias and the Message-ID mapping exist, in one durable
+    /// transaction. Idempotent: the same original id in the same pair from the
+    /// same side gets the same relay id back (Postfix retries after tempfail).
+    fn record_message(&self, msg: &NewMessage<'_>) -> Result<RecordedMessage, StoreError>;
+}
