@@ -191,7 +191,8 @@ impl Config {
         if self.relay.notice_name.trim().is_empty() || self.relay.notice_name.contains(['\r', '\n']) {
             return Err("relay.notice_name: must be a non-empty single line".into());
         }
-        if self.milter.socket == self.admin.socket {
+        let ephemeral = matches!(self.milter.socket, Socket::Inet(a) if a.port() == 0);
+        if self.milter.socket == self.admin.socket && !ephemeral {
             return Err("admin.socket: must differ from milter.socket".into());
         }
         Ok(())
