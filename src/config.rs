@@ -172,7 +172,14 @@ impl Config {
 
     /// Parses and validates; the error names the offending key (and line).
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        let config: Config = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => {
+                let line_no = text[..span.start].matches('\n').count() + 1;
+                let line = text.lines().nth(line_no - 1).unwrap_or_default().trim();
+                format!("line {line_no} `{line}`: {}", e.message())
+            }
+            None => e.message().to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }

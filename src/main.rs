@@ -178,7 +178,7 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     // indymilter's own spans only at warn: one info line per decision is ours.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,indymilter=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
 }
 
 fn print(value: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
