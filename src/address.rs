@@ -7,7 +7,9 @@ use std::fmt;
 /// Quoted local parts and source routes are refused: marketplace parties
 /// register ordinary mailbox addresses, and a strict form keeps every
 /// comparison (approved senders, registered buyers, aliases) exact.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Address(String);
 
@@ -32,7 +34,10 @@ impl Address {
     pub fn parse(input: &str) -> Result<Self, InvalidAddress> {
         let bad = || InvalidAddress(input.to_string());
         let s = input.trim();
-        let s = s.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(s);
+        let s = s
+            .strip_prefix('<')
+            .and_then(|s| s.strip_suffix('>'))
+            .unwrap_or(s);
         let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
         if local.is_empty() || local.len() > 64 || !local.chars().all(is_local_char) {
             return Err(bad());
@@ -43,7 +48,9 @@ impl Address {
         if !is_domain(domain) {
             return Err(bad());
         }
-        Ok(Address(format!("{}@{}", local, domain).to_ascii_lowercase()))
+        Ok(Address(
+            format!("{}@{}", local, domain).to_ascii_lowercase(),
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -114,9 +121,19 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_plain_mailbox() {
         for bad in [
-            "", "bob", "@example.com", "bob@", "bob@localhost", "bob smith@example.com",
-            "\"bob\"@example.com", "bob@exa_mple.com", "bob@-example.com", ".bob@example.com",
-            "bo..b@example.com", "bob@example..com", "Bob <bob@example.com>",
+            "",
+            "bob",
+            "@example.com",
+            "bob@",
+            "bob@localhost",
+            "bob smith@example.com",
+            "\"bob\"@example.com",
+            "bob@exa_mple.com",
+            "bob@-example.com",
+            ".bob@example.com",
+            "bo..b@example.com",
+            "bob@example..com",
+            "Bob <bob@example.com>",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -13,7 +13,10 @@ use std::task::{Context, Poll};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 pub enum BoundListener {
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
     Tcp(TcpListener),
 }
 
@@ -23,7 +26,10 @@ fn remove_stale(path: &Path) -> io::Result<()> {
         return Ok(());
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is in use by a running daemon", path.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use by a running daemon", path.display()),
+        ));
     }
     std::fs::remove_file(path)
 }
@@ -38,7 +44,10 @@ impl BoundListener {
                 remove_stale(path)?;
                 let listener = UnixListener::bind(path)?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-                Ok(BoundListener::Unix { listener, path: path.clone() })
+                Ok(BoundListener::Unix {
+                    listener,
+                    path: path.clone(),
+                })
             }
             Socket::Inet(addr) => Ok(BoundListener::Tcp(TcpListener::bind(addr).await?)),
         }
@@ -91,7 +100,9 @@ impl Listener for GatedListener {
                 let _ = stream.set_nodelay(true);
                 EitherStream::Tcp(stream)
             }),
-            BoundListener::Unix { listener, .. } => UnixListener::poll_accept(listener, cx).map_ok(|(s, _)| EitherStream::Unix(s)),
+            BoundListener::Unix { listener, .. } => {
+                UnixListener::poll_accept(listener, cx).map_ok(|(s, _)| EitherStream::Unix(s))
+            }
         }
     }
 }

@@ -22,8 +22,14 @@ pub struct Relay {
 #[derive(Debug)]
 pub enum Verdict {
     /// Deliver with these changes; `summary` is the log line's decision text.
-    Deliver { rewrite: Rewrite, summary: String },
-    Refuse { refusal: Refusal, summary: String },
+    Deliver {
+        rewrite: Rewrite,
+        summary: String,
+    },
+    Refuse {
+        refusal: Refusal,
+        summary: String,
+    },
 }
 
 impl Relay {
@@ -32,8 +38,14 @@ impl Relay {
             .expect("alias local parts are [a-z0-9] and the relay domain is validated")
     }
 
-    fn parties(&self, seller: &str, buyer: Option<&str>) -> Result<Option<(Seller, Option<Buyer>)>, StoreError> {
-        let Some(seller) = self.store.seller(seller)? else { return Ok(None) };
+    fn parties(
+        &self,
+        seller: &str,
+        buyer: Option<&str>,
+    ) -> Result<Option<(Seller, Option<Buyer>)>, StoreError> {
+        let Some(seller) = self.store.seller(seller)? else {
+            return Ok(None);
+        };
         let buyer = match buyer {
             Some(id) => match self.store.buyer(id)? {
                 Some(b) => Some(b),
@@ -47,20 +59,41 @@ impl Relay {
     /// Decides and rewrites one accepted message. `rcpts` are the accepted
     /// envelope recipients exactly as received. Idempotent: a retry after a
     /// tempfail yields the same ids.
-    pub fn end_of_message(&self, target: &Target, rcpts: &[String], raw_headers: &[RawHeader]) -> Result<Verdict, StoreError> {
+    pub fn end_of_message(
+        &self,
+        target: &Target,
+        rcpts: &[String],
+        raw_headers: &[RawHeader],
+    ) -> Result<Verdict, StoreError> {
         let parsed = headers::parse(raw_headers);
         match target {
-            Target::Outside => Ok(Verdict::Deliver { rewrite: Rewrite::default(), summary: "passed through (no relay recipient)".into() }),
-            Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), rcpts, raw_headers),
-            Target::Conversation { from, seller, buyer } if parsed.is_report => {
+            Target::Outside => Ok(Verdict::Deliver {
+                rewrite: Rewrite::default(),
+                summary: "passed through (no relay recipient)".into(),
+            }),
+            Target::Bounce { to, seller, buyer } => {
+                self.bounce(*to, seller, buyer.as_deref(), rcpts, raw_headers)
+            }
+            Target::Conversation {
+                from,
+                seller,
+                buyer,
+            } if parsed.is_report => {
                 self.bounce(from.other(), seller, Some(buyer), rcpts, raw_headers)
             }
-            Target::Conversation { from, seller, buyer } => {
+            Target::Conversation {
+                from,
+                seller,
+                buyer,
+            } => {
                 let Some((seller, Some(buyer))) = self.parties(seller, Some(buyer))? else {
                     return Ok(refuse(Refusal::UnknownRecipient, "party removed"));
                 };
                 if let Err(refusal) = check_from_header(target, &seller, &parsed.from) {
-                    return Ok(refuse(refusal, &format!("seller {} -> buyer {}", seller.id, buyer.id)));
+                    return Ok(refuse(
+                        refusal,
+                        &format!("seller {} -> buyer {}", seller.id, buyer.id),
+                    ));
                 }
                 self.conversation(*from, &seller, &buyer, &parsed, rcpts, raw_headers)
             }
@@ -90,11 +123,28 @@ impl Relay {
         let pair_alias = self.alias(&recorded.pair_alias);
         let seller_alias = self.alias(&seller.alias);
         let recipient = from.other();
-        let translate = |list: &[String]| ids::translate(list, &recorded.references, recipient, &seller.id, &buyer.id);
-        let (in_reply_to, references) = (translate(&parsed.in_reply_to), translate(&parsed.references));
+        let translate = |list: &[String]| {
+            ids::translate(list, &recorded.references, recipient, &seller.id, &buyer.id)
+        };
+        let (in_reply_to, references) = (
+            translate(&parsed.in_reply_to),
+            translate(&parsed.references),
+        );
         let (from_name, from_alias, rcpt_alias, rcpt_name, rcpt_real) = match from {
-            Party::Buyer => (buyer.name.as_deref(), &pair_alias, &seller_alias, Some(seller.name.as_str()), &seller.service_address),
-            Party::Seller => (Some(seller.name.as_str()), &seller_alias, &pair_alias, buyer.name.as_deref(), &buyer.email),
+            Party::Buyer => (
+                buyer.name.as_deref(),
+                &pair_alias,
+                &seller_alias,
+                Some(seller.name.as_str()),
+                &seller.service_address,
+            ),
+            Party::Seller => (
+                Some(seller.name.as_str()),
+                &seller_alias,
+                &pair_alias,
+                buyer.name.as_deref(),
+                &buyer.email,
+            ),
         };
         let edits = headers::rewrite(
             raw_headers,
@@ -117,11 +167,28 @@ impl Relay {
             add_rcpts: vec![rcpt_real.bracketed()],
             body: None,
         };
-        let (who, auto) = (direction(from, seller, buyer, &recorded.pair_alias), if parsed.auto_submitted { " (auto-submitted)" } else { "" });
-        Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{auto}") })
+        let (who, auto) = (
+            direction(from, seller, buyer, &recorded.pair_alias),
+            if parsed.auto_submitted {
+                " (auto-submitted)"
+            } else {
+                ""
+            },
+        );
+        Ok(Verdict::Deliver {
+            rewrite,
+            summary: format!("{who}: delivered{auto}"),
+        })
     }
 
-    fn bounce(&self, to: Party, seller: &str, buyer: Option<&str>, rcpts: &[String], raw_headers: &[RawHeader]) -> Result<Verdict, StoreError> {
+    fn bounce(
+        &self,
+        to: Party,
+        seller: &str,
+        buyer: Option<&str>,
+        rcpts: &[String],
+        raw_headers: &[RawHeader],
+    ) -> Result<Verdict, StoreError> {
         let Some((seller, buyer)) = self.parties(seller, buyer)? else {
             return Ok(refuse(Refusal::UnknownRecipient, "bounce to removed party"));
         };
@@ -146,17 +213,29 @@ impl Relay {
             Party::Seller => format!("seller {}", seller.id),
             Party::Buyer => format!("buyer {}", buyer.map_or_else(String::new, |b| b.id)),
         };
-        Ok(Verdict::Deliver { rewrite, summary: format!("delivery report replaced by a notice to {whom}") })
+        Ok(Verdict::Deliver {
+            rewrite,
+            summary: format!("delivery report replaced by a notice to {whom}"),
+        })
     }
 }
 
 fn direction(from: Party, seller: &Seller, buyer: &Buyer, pair_alias: &str) -> String {
     match from {
-        Party::Buyer => format!("buyer {} -> seller {} (alias {pair_alias})", buyer.id, seller.id),
-        Party::Seller => format!("seller {} -> buyer {} (alias {pair_alias})", seller.id, buyer.id),
+        Party::Buyer => format!(
+            "buyer {} -> seller {} (alias {pair_alias})",
+            buyer.id, seller.id
+        ),
+        Party::Seller => format!(
+            "seller {} -> buyer {} (alias {pair_alias})",
+            seller.id, buyer.id
+        ),
     }
 }
 
 fn refuse(refusal: Refusal, who: &str) -> Verdict {
-    Verdict::Refuse { refusal, summary: format!("{who}: refused ({})", refusal.reason()) }
+    Verdict::Refuse {
+        refusal,
+        summary: format!("{who}: refused ({})", refusal.reason()),
+    }
 }

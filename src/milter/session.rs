@@ -73,8 +73,14 @@ impl Connection {
             Ok(addr) => (Sender::resolve(self.relay.store.as_ref(), addr)?, false),
             Err(_) => (Sender::default(), true),
         };
-        self.message =
-            Some(Message { sender, sender_unparsable, rcpts: Vec::new(), target: None, headers: Vec::new(), _guard: guard });
+        self.message = Some(Message {
+            sender,
+            sender_unparsable,
+            rcpts: Vec::new(),
+            target: None,
+            headers: Vec::new(),
+            _guard: guard,
+        });
         Ok(())
     }
 

@@ -27,7 +27,11 @@ pub struct SmtpReply {
 impl Refusal {
     pub fn reply(self) -> SmtpReply {
         let (code, xcode, lines): (_, _, &'static [&'static str]) = match self {
-            Refusal::UnknownRecipient => ("550", "5.1.1", &["Recipient address rejected: unknown recipient"]),
+            Refusal::UnknownRecipient => (
+                "550",
+                "5.1.1",
+                &["Recipient address rejected: unknown recipient"],
+            ),
             Refusal::UnapprovedSellerAddress => (
                 "550",
                 "5.7.1",
@@ -37,7 +41,9 @@ impl Refusal {
                     "before writing to buyers from it.",
                 ],
             ),
-            Refusal::SellerToSeller => ("550", "5.7.1", &["Sellers may not write to other sellers."]),
+            Refusal::SellerToSeller => {
+                ("550", "5.7.1", &["Sellers may not write to other sellers."])
+            }
             Refusal::OtherSellersBuyer => (
                 "550",
                 "5.7.1",

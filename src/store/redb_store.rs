@@ -44,18 +44,28 @@ fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
 }
 
-fn get<T: DeserializeOwned>(t: &impl ReadableTable<&'static str, &'static str>, key: &str) -> Result<Option<T>, StoreError> {
+fn get<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, &'static str>,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
     match t.get(key).map_err(backend)? {
         Some(v) => from_json(v.value()).map(Some),
         None => Ok(None),
     }
 }
 
-fn get_str(t: &impl ReadableTable<&'static str, &'static str>, key: &str) -> Result<Option<String>, StoreError> {
+fn get_str(
+    t: &impl ReadableTable<&'static str, &'static str>,
+    key: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(t.get(key).map_err(backend)?.map(|v| v.value().to_string()))
 }
 
-fn put<T: Serialize>(t: &mut Table<&'static str, &'static str>, key: &str, v: &T) -> Result<(), StoreError> {
+fn put<T: Serialize>(
+    t: &mut Table<&'static str, &'static str>,
+    key: &str,
+    v: &T,
+) -> Result<(), StoreError> {
     t.insert(key, to_json(v).as_str()).map_err(backend)?;
     Ok(())
 }
@@ -67,27 +77,45 @@ fn pair_key(seller: &str, buyer: &str) -> String {
 impl RedbStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let db = Database::create(path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
-        for t in [SELLERS, BUYERS, ORDERS, APPROVED, BUYER_EMAILS, ALIASES, PAIRS, PAIR_ORDERS, MSG_BY_RELAY, MSG_BY_ORIGINAL] {
+        for t in [
+            SELLERS,
+            BUYERS,
+            ORDERS,
+            APPROVED,
+            BUYER_EMAILS,
+            ALIASES,
+            PAIRS,
+            PAIR_ORDERS,
+            MSG_BY_RELAY,
+            MSG_BY_ORIGINAL,
+        ] {
             txn.open_table(t).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         Ok(RedbStore { db })
     }
 
-    fn read<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         f(&txn)
     }
 
     /// Runs `f` in a write transaction and commits (durably) only if it succeeds:
     /// an error leaves nothing half-applied.
-    fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
         let r = f(&txn)?;
         txn.commit().map_err(backend)?;
@@ -95,13 +123,17 @@ impl RedbStore {
     }
 
     fn load_seller(txn: &WriteTransaction, id: &str) -> Result<Seller, StoreError> {
-        get(&txn.open_table(SELLERS).map_err(backend)?, id)?
-            .ok_or_else(|| StoreError::NotFound { kind: "seller", id: id.into() })
+        get(&txn.open_table(SELLERS).map_err(backend)?, id)?.ok_or_else(|| StoreError::NotFound {
+            kind: "seller",
+            id: id.into(),
+        })
     }
 
     fn load_buyer(txn: &WriteTransaction, id: &str) -> Result<Buyer, StoreError> {
-        get(&txn.open_table(BUYERS).map_err(backend)?, id)?
-            .ok_or_else(|| StoreError::NotFound { kind: "buyer", id: id.into() })
+        get(&txn.open_table(BUYERS).map_err(backend)?, id)?.ok_or_else(|| StoreError::NotFound {
+            kind: "buyer",
+            id: id.into(),
+        })
     }
 
     /// Draws an alias local part not yet used by any alias, and records its owner.
@@ -116,20 +148,34 @@ impl RedbStore {
         }
     }
 
-    fn ensure_pair(txn: &WriteTransaction, seller: &str, buyer: &str) -> Result<String, StoreError> {
+    fn ensure_pair(
+        txn: &WriteTransaction,
+        seller: &str,
+        buyer: &str,
+    ) -> Result<String, StoreError> {
         let key = pair_key(seller, buyer);
         if let Some(alias) = get_str(&txn.open_table(PAIRS).map_err(backend)?, &key)? {
             return Ok(alias);
         }
         Self::load_seller(txn, seller)?;
         Self::load_buyer(txn, buyer)?;
-        let owner = AliasOwner::Pair { seller: seller.into(), buyer: buyer.into() };
+        let owner = AliasOwner::Pair {
+            seller: seller.into(),
+            buyer: buyer.into(),
+        };
         let alias = Self::new_alias(txn, &owner)?;
-        txn.open_table(PAIRS).map_err(backend)?.insert(key.as_str(), alias.as_str()).map_err(backend)?;
+        txn.open_table(PAIRS)
+            .map_err(backend)?
+            .insert(key.as_str(), alias.as_str())
+            .map_err(backend)?;
         Ok(alias)
     }
 
-    fn check_approvable(txn: &WriteTransaction, seller: &str, addr: &Address) -> Result<(), StoreError> {
+    fn check_approvable(
+        txn: &WriteTransaction,
+        seller: &str,
+        addr: &Address,
+    ) -> Result<(), StoreError> {
         match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
             Some(owner) if owner != seller => Err(StoreError::Conflict(format!(
                 "address {addr} is already approved for seller {owner:?}"
@@ -142,8 +188,17 @@ impl RedbStore {
 impl Store for RedbStore {
     fn add_seller(&self, new: NewSeller) -> Result<Seller, StoreError> {
         self.write(|txn| {
-            if txn.open_table(SELLERS).map_err(backend)?.get(new.id.as_str()).map_err(backend)?.is_some() {
-                return Err(StoreError::Duplicate { kind: "seller", id: new.id.clone() });
+            if txn
+                .open_table(SELLERS)
+                .map_err(backend)?
+                .get(new.id.as_str())
+                .map_err(backend)?
+                .is_some()
+            {
+                return Err(StoreError::Duplicate {
+                    kind: "seller",
+                    id: new.id.clone(),
+                });
             }
             let mut approved_addresses: Vec<Address> = Vec::new();
             for a in &new.approved_addresses {
@@ -152,7 +207,12 @@ impl Store for RedbStore {
                     approved_addresses.push(a.clone());
                 }
             }
-            let alias = Self::new_alias(txn, &AliasOwner::Seller { seller: new.id.clone() })?;
+            let alias = Self::new_alias(
+                txn,
+                &AliasOwner::Seller {
+                    seller: new.id.clone(),
+                },
+            )?;
             let seller = Seller {
                 id: new.id,
                 name: new.name,
@@ -163,9 +223,15 @@ impl Store for RedbStore {
             };
             let mut approved = txn.open_table(APPROVED).map_err(backend)?;
             for a in &seller.approved_addresses {
-                approved.insert(a.as_str(), seller.id.as_str()).map_err(backend)?;
+                approved
+                    .insert(a.as_str(), seller.id.as_str())
+                    .map_err(backend)?;
             }
-            put(&mut txn.open_table(SELLERS).map_err(backend)?, &seller.id, &seller)?;
+            put(
+                &mut txn.open_table(SELLERS).map_err(backend)?,
+                &seller.id,
+                &seller,
+            )?;
             Ok(seller)
         })
     }
@@ -193,7 +259,10 @@ impl Store for RedbStore {
             Self::check_approvable(txn, id, addr)?;
             if !seller.approves(addr) {
                 seller.approved_addresses.push(addr.clone());
-                txn.open_table(APPROVED).map_err(backend)?.insert(addr.as_str(), id).map_err(backend)?;
+                txn.open_table(APPROVED)
+                    .map_err(backend)?
+                    .insert(addr.as_str(), id)
+                    .map_err(backend)?;
                 put(&mut txn.open_table(SELLERS).map_err(backend)?, id, &seller)?;
             }
             Ok(seller)
@@ -204,10 +273,16 @@ impl Store for RedbStore {
         self.write(|txn| {
             let mut seller = Self::load_seller(txn, id)?;
             if !seller.approves(addr) {
-                return Err(StoreError::NotFound { kind: "approved address", id: addr.to_string() });
+                return Err(StoreError::NotFound {
+                    kind: "approved address",
+                    id: addr.to_string(),
+                });
             }
             seller.approved_addresses.retain(|a| a != addr);
-            txn.open_table(APPROVED).map_err(backend)?.remove(addr.as_str()).map_err(backend)?;
+            txn.open_table(APPROVED)
+                .map_err(backend)?
+                .remove(addr.as_str())
+                .map_err(backend)?;
             put(&mut txn.open_table(SELLERS).map_err(backend)?, id, &seller)?;
             Ok(seller)
         })
@@ -218,9 +293,11 @@ impl Store for RedbStore {
     }
 
     fn seller_by_approved(&self, addr: &Address) -> Result<Option<Seller>, StoreError> {
-        self.read(|txn| match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
-            Some(id) => get(&txn.open_table(SELLERS).map_err(backend)?, &id),
-            None => Ok(None),
+        self.read(|txn| {
+            match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
+                Some(id) => get(&txn.open_table(SELLERS).map_err(backend)?, &id),
+                None => Ok(None),
+            }
         })
     }
 
@@ -228,7 +305,10 @@ impl Store for RedbStore {
         self.write(|txn| {
             let mut buyers = txn.open_table(BUYERS).map_err(backend)?;
             if buyers.get(new.id.as_str()).map_err(backend)?.is_some() {
-                return Err(StoreError::Duplicate { kind: "buyer", id: new.id });
+                return Err(StoreError::Duplicate {
+                    kind: "buyer",
+                    id: new.id,
+                });
             }
             let mut emails = txn.open_table(BUYER_EMAILS).map_err(backend)?;
             if let Some(other) = get_str(&emails, new.email.as_str())? {
@@ -237,8 +317,15 @@ impl Store for RedbStore {
                     new.email
                 )));
             }
-            let buyer = Buyer { id: new.id, email: new.email, name: new.name, opted_out: false };
-            emails.insert(buyer.email.as_str(), buyer.id.as_str()).map_err(backend)?;
+            let buyer = Buyer {
+                id: new.id,
+                email: new.email,
+                name: new.name,
+                opted_out: false,
+            };
+            emails
+                .insert(buyer.email.as_str(), buyer.id.as_str())
+                .map_err(backend)?;
             put(&mut buyers, &buyer.id, &buyer)?;
             Ok(buyer)
         })
@@ -258,9 +345,14 @@ impl Store for RedbStore {
     }
 
     fn buyer_by_email(&self, addr: &Address) -> Result<Option<Buyer>, StoreError> {
-        self.read(|txn| match get_str(&txn.open_table(BUYER_EMAILS).map_err(backend)?, addr.as_str())? {
-            Some(id) => get(&txn.open_table(BUYERS).map_err(backend)?, &id),
-            None => Ok(None),
+        self.read(|txn| {
+            match get_str(
+                &txn.open_table(BUYER_EMAILS).map_err(backend)?,
+                addr.as_str(),
+            )? {
+                Some(id) => get(&txn.open_table(BUYERS).map_err(backend)?, &id),
+                None => Ok(None),
+            }
         })
     }
 
@@ -268,7 +360,10 @@ impl Store for RedbStore {
         self.write(|txn| {
             let mut orders = txn.open_table(ORDERS).map_err(backend)?;
             if orders.get(new.id.as_str()).map_err(backend)?.is_some() {
-                return Err(StoreError::Duplicate { kind: "order", id: new.id });
+                return Err(StoreError::Duplicate {
+                    kind: "order",
+                    id: new.id,
+                });
             }
             Self::load_seller(txn, &new.seller)?;
             Self::load_buyer(txn, &new.buyer)?;
@@ -281,7 +376,10 @@ impl Store for RedbStore {
             };
             put(&mut orders, &order.id, &order)?;
             let key = format!("{}{SEP}{}", pair_key(&order.seller, &order.buyer), order.id);
-            txn.open_table(PAIR_ORDERS).map_err(backend)?.insert(key.as_str(), "").map_err(backend)?;
+            txn.open_table(PAIR_ORDERS)
+                .map_err(backend)?
+                .insert(key.as_str(), "")
+                .map_err(backend)?;
             Ok(order)
         })
     }
@@ -294,7 +392,9 @@ impl Store for RedbStore {
             let mut out = Vec::new();
             for entry in index.range(prefix.as_str()..).map_err(backend)? {
                 let (k, _) = entry.map_err(backend)?;
-                let Some(order_id) = k.value().strip_prefix(prefix.as_str()) else { break };
+                let Some(order_id) = k.value().strip_prefix(prefix.as_str()) else {
+                    break;
+                };
                 if let Some(o) = get::<Order>(&orders, order_id)? {
                     out.push(o);
                 }
@@ -305,7 +405,12 @@ impl Store for RedbStore {
     }
 
     fn pair_alias(&self, seller: &str, buyer: &str) -> Result<String, StoreError> {
-        let existing = self.read(|txn| get_str(&txn.open_table(PAIRS).map_err(backend)?, &pair_key(seller, buyer)))?;
+        let existing = self.read(|txn| {
+            get_str(
+                &txn.open_table(PAIRS).map_err(backend)?,
+                &pair_key(seller, buyer),
+            )
+        })?;
         match existing {
             Some(alias) => Ok(alias),
             None => self.write(|txn| Self::ensure_pair(txn, seller, buyer)),
@@ -348,7 +453,9 @@ impl Store for RedbStore {
                     };
                     put(&mut by_relay, &link.relay_id, &link)?;
                     if let Some(k) = &original_key {
-                        by_original.insert(k.as_str(), link.relay_id.as_str()).map_err(backend)?;
+                        by_original
+                            .insert(k.as_str(), link.relay_id.as_str())
+                            .map_err(backend)?;
                     }
                     link
                 }
@@ -362,9 +469,17 @@ impl Store for RedbStore {
                     Some(relay_id) => get(&by_relay, &relay_id)?,
                     None => None,
                 };
-                references.push(Reference { id: id.clone(), by_relay_id: get(&by_relay, id)?, by_original_id });
+                references.push(Reference {
+                    id: id.clone(),
+                    by_relay_id: get(&by_relay, id)?,
+                    by_original_id,
+                });
             }
-            Ok(RecordedMessage { pair_alias, link, references })
+            Ok(RecordedMessage {
+                pair_alias,
+                link,
+                references,
+            })
         })
     }
 }
@@ -388,7 +503,13 @@ mod tests {
                 approved_addresses: vec![addr("sales@shop1.example")],
             })
             .unwrap();
-        store.add_buyer(NewBuyer { id: "B1".into(), email: addr("bob@buyer.example"), name: None }).unwrap();
+        store
+            .add_buyer(NewBuyer {
+                id: "B1".into(),
+                email: addr("bob@buyer.example"),
+                name: None,
+            })
+            .unwrap();
         (dir, store)
     }
 
@@ -397,7 +518,13 @@ mod tests {
         let (dir, store) = fixture();
         let a = store.pair_alias("S1", "B1").unwrap();
         assert_eq!(store.pair_alias("S1", "B1").unwrap(), a);
-        assert_eq!(store.alias_owner(&a).unwrap(), Some(AliasOwner::Pair { seller: "S1".into(), buyer: "B1".into() }));
+        assert_eq!(
+            store.alias_owner(&a).unwrap(),
+            Some(AliasOwner::Pair {
+                seller: "S1".into(),
+                buyer: "B1".into()
+            })
+        );
         drop(store);
         let store = RedbStore::open(&dir.path().join("store.redb")).unwrap();
         assert_eq!(store.pair_alias("S1", "B1").unwrap(), a);
@@ -406,7 +533,10 @@ mod tests {
     #[test]
     fn pair_needs_known_parties() {
         let (_d, store) = fixture();
-        assert!(matches!(store.pair_alias("S1", "nobody"), Err(StoreError::NotFound { kind: "buyer", .. })));
+        assert!(matches!(
+            store.pair_alias("S1", "nobody"),
+            Err(StoreError::NotFound { kind: "buyer", .. })
+        ));
     }
 
     #[test]
@@ -422,10 +552,25 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)));
         assert_eq!(store.seller("S2").unwrap(), None);
-        assert_eq!(store.seller_by_approved(&addr("new@two.example")).unwrap(), None);
-        assert_eq!(store.seller_by_approved(&addr("sales@shop1.example")).unwrap().unwrap().id, "S1");
+        assert_eq!(
+            store.seller_by_approved(&addr("new@two.example")).unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .seller_by_approved(&addr("sales@shop1.example"))
+                .unwrap()
+                .unwrap()
+                .id,
+            "S1"
+        );
         store.revoke("S1", &addr("sales@shop1.example")).unwrap();
-        assert_eq!(store.seller_by_approved(&addr("sales@shop1.example")).unwrap(), None);
+        assert_eq!(
+            store
+                .seller_by_approved(&addr("sales@shop1.example"))
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

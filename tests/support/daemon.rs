@@ -41,7 +41,12 @@ pub fn config_text(dir: &std::path::Path, milter: &str, admin: &str) -> String {
 impl TestDaemon {
     pub async fn start() -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::parse(&config_text(dir.path(), "inet:127.0.0.1:0", "inet:127.0.0.1:0")).unwrap();
+        let config = Config::parse(&config_text(
+            dir.path(),
+            "inet:127.0.0.1:0",
+            "inet:127.0.0.1:0",
+        ))
+        .unwrap();
         let daemon = Daemon::bind(SharedConfig::new(config, None)).await.unwrap();
         let milter = daemon.milter_addr().unwrap();
         let admin = Client::new(Socket::Inet(daemon.admin_addr().unwrap()));
@@ -49,11 +54,20 @@ impl TestDaemon {
         let task = tokio::spawn(daemon.run(async move {
             let _ = rx.await;
         }));
-        TestDaemon { dir, milter, admin, stop: Some(tx), task }
+        TestDaemon {
+            dir,
+            milter,
+            admin,
+            stop: Some(tx),
+            task,
+        }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        self.admin.request(Method::POST, path, Some(body)).await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        self.admin
+            .request(Method::POST, path, Some(body))
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
     pub async fn parties(&self) -> Parties {
@@ -63,10 +77,22 @@ impl TestDaemon {
         let s2 = self
             .post("/v1/sellers", json!({"id": "S2", "name": "Shop Two", "service_address": "cs@shop2.example", "approved_addresses": ["sales@shop2.example"]}))
             .await;
-        self.post("/v1/buyers", json!({"id": "B1", "email": "bob@buyer.example", "name": "Bob Buyer"})).await;
-        self.post("/v1/buyers", json!({"id": "B2", "email": "carol@buyer2.example"})).await;
+        self.post(
+            "/v1/buyers",
+            json!({"id": "B1", "email": "bob@buyer.example", "name": "Bob Buyer"}),
+        )
+        .await;
+        self.post(
+            "/v1/buyers",
+            json!({"id": "B2", "email": "carol@buyer2.example"}),
+        )
+        .await;
         let pair = |s: &'static str, b: &'static str| async move {
-            self.post("/v1/aliases", json!({"seller": s, "buyer": b})).await["alias"].as_str().unwrap().to_string()
+            self.post("/v1/aliases", json!({"seller": s, "buyer": b}))
+                .await["alias"]
+                .as_str()
+                .unwrap()
+                .to_string()
         };
         Parties {
             s1_alias: s1["alias"].as_str().unwrap().into(),

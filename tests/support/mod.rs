@@ -1,3 +1,4 @@
 #![allow(dead_code)]
 pub mod daemon;
+pub mod postfix;
 pub mod process;

@@ -27,7 +27,12 @@ pub fn write_config(dir: &Path) -> PathBuf {
 }
 
 pub fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).arg("--config").arg(config).args(args).output().unwrap()
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -41,14 +46,22 @@ pub fn stderr(o: &Output) -> String {
 /// Runs a CLI command that must succeed; returns its stdout.
 pub fn ok(config: &Path, args: &[&str]) -> String {
     let o = cli(config, args);
-    assert!(o.status.success(), "bsm-milter {args:?} failed: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "bsm-milter {args:?} failed: {}",
+        stderr(&o)
+    );
     stdout(&o)
 }
 
 /// Runs a CLI command that must fail with one clear line on stderr; returns it.
 pub fn fails(config: &Path, args: &[&str]) -> String {
     let o = cli(config, args);
-    assert!(!o.status.success(), "bsm-milter {args:?} succeeded: {}", stdout(&o));
+    assert!(
+        !o.status.success(),
+        "bsm-milter {args:?} succeeded: {}",
+        stdout(&o)
+    );
     let err = stderr(&o);
     assert!(!err.trim().is_empty(), "bsm-milter {args:?}: empty stderr");
     err
@@ -68,7 +81,13 @@ impl Served {
             .arg("serve")
             .env("RUST_LOG", "info,indymilter=warn")
             .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let served = Served {
@@ -104,7 +123,11 @@ impl Served {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
