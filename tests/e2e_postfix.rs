@@ -495,3 +495,62 @@ fn milter_down_means_tempfail_and_restart_keeps_every_alias() {
     assert_eq!(got.mail_from, w.s1b1);
     w.milter = Some(milter);
 }
+
+#[test]
+fn what_was_acknowledged_survives_sigkill() {
+    let mut w = World::start();
+    ok(
+        &w.config,
+        &["buyer", "add", "B3", "--email", "dana@dana-mail.example"],
+    );
+    // B3's first message creates its pair alias and Message-ID map at end of message.
+    let first = message(
+        &[
+            ("From", "dana@dana-mail.example"),
+            ("Subject", "Hello"),
+            ("Message-ID", "<d1@dana-mail.example>"),
+        ],
+        "Hi\r\n",
+    );
+    let (_, rcpts, data) = send(
+        w.port(),
+        "dana@dana-mail.example",
+        &[&w.seller_alias],
+        &first,
+    );
+    assert_eq!((rcpts[0].code, data.unwrap().code), (250, 250));
+    w.milter.take().unwrap().kill();
+    let got = w.postfix.wait_delivered(1, WAIT).remove(0);
+    let pair_alias = got.mail_from.clone();
+    let relay_id = header(&got, "Message-ID").unwrap();
+
+    let dir = w.config.parent().unwrap().to_path_buf();
+    w.milter = Some(Served::start_with(&dir, w.config.clone()));
+    let found = json(&ok(&w.config, &["alias", "lookup", &pair_alias, "--json"]));
+    assert_eq!(
+        (found["seller"].as_str(), found["buyer"].as_str()),
+        (Some("S1"), Some("B3"))
+    );
+    let reply = message(
+        &[
+            ("From", "alice@seller-corp.example"),
+            ("Subject", "Re: Hello"),
+            ("In-Reply-To", &relay_id),
+            ("Message-ID", "<a9@seller-corp.example>"),
+        ],
+        "Hello Dana\r\n",
+    );
+    let (_, rcpts, data) = send(
+        w.port(),
+        "alice@seller-corp.example",
+        &[&pair_alias],
+        &reply,
+    );
+    assert_eq!((rcpts[0].code, data.unwrap().code), (250, 250));
+    let got = w.postfix.wait_delivered(2, WAIT).remove(1);
+    assert_eq!(got.rcpt_to, ["dana@dana-mail.example"]);
+    assert_eq!(
+        header(&got, "In-Reply-To").unwrap(),
+        "<d1@dana-mail.example>"
+    );
+}

@@ -293,3 +293,114 @@ async fn delivery_report_to_a_seller_alias_becomes_a_relay_notice() {
     conn.close().await.unwrap();
     d.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_the_message_in_flight_finish() {
+    let d = TestDaemon::start().await;
+    let p = d.parties().await;
+    let mut conn = open(&d).await;
+    conn.mail(["<bob@buyer.example>"]).await.unwrap();
+    conn.rcpt([b(&p.s1_alias)]).await.unwrap();
+    let milter = d.milter;
+    let stopping = tokio::spawn(d.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown must wait for the message in flight"
+    );
+    // No new sessions once shutdown began.
+    let late = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        TestConnection::open(milter),
+    )
+    .await;
+    assert!(
+        !matches!(late, Ok(Ok(_))),
+        "a new session was accepted during shutdown"
+    );
+    conn.data().await.unwrap();
+    send_headers(
+        &mut conn,
+        &[("From", "bob@buyer.example"), ("Subject", "last one")],
+    )
+    .await;
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert!(actions.has_add_recipient("<cs@shop1.example>", any()));
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn auto_replies_are_relayed_and_marked_and_trigger_nothing() {
+    let d = TestDaemon::start().await;
+    let p = d.parties().await;
+    let mut conn = open(&d).await;
+    conn.mail(["<sales@shop1.example>"]).await.unwrap();
+    conn.rcpt([b(&p.s1b1)]).await.unwrap();
+    conn.data().await.unwrap();
+    send_headers(
+        &mut conn,
+        &[
+            ("From", "sales@shop1.example"),
+            ("Subject", "Out of office"),
+            ("Auto-Submitted", "auto-replied"),
+        ],
+    )
+    .await;
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    // Kept, so the buyer's own vacation responder does not answer it back.
+    assert!(!actions.has_delete_header("Auto-Submitted", 1));
+    // Delivered to the buyer and nowhere else: no notice, no extra recipient.
+    let added: Vec<_> = actions
+        .actions
+        .iter()
+        .filter(|a| matches!(a, EomAction::AddRecipient { .. }))
+        .collect();
+    assert_eq!(added.len(), 1);
+    assert!(actions.has_add_recipient("<bob@buyer.example>", any()));
+    assert!(
+        !actions
+            .actions
+            .iter()
+            .any(|a| matches!(a, EomAction::ReplaceBody { .. }))
+    );
+    conn.close().await.unwrap();
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
+    let d = TestDaemon::start().await;
+    let p = d.parties().await;
+    let mut conn = open(&d).await;
+    conn.mail(["<>"]).await.unwrap();
+    assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue);
+    conn.data().await.unwrap();
+    send_headers(
+        &mut conn,
+        &[
+            ("From", "MAILER-DAEMON@mx.shop1.example"),
+            ("Subject", "failure notice"),
+        ],
+    )
+    .await;
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert!(actions.has_delete_recipient(b(&p.s1b1).as_str()));
+    assert!(actions.has_add_recipient("<bob@buyer.example>", any()));
+    assert_eq!(
+        header_value(&actions.actions, "Subject").as_deref(),
+        Some("Your message to the seller was not delivered")
+    );
+    let text: String = actions.actions.iter().map(|a| format!("{a:?}")).collect();
+    assert!(
+        !text.contains("shop1.example"),
+        "the notice names the seller's real domain: {text}"
+    );
+    conn.close().await.unwrap();
+    d.stop().await;
+}
