@@ -84,6 +84,24 @@ pub struct PolicyConfig {
     pub daily_limit_per_order: u64,
     #[serde(default = "default_limit_window")]
     pub daily_limit_window_days: u32,
+    #[serde(default = "default_order_id_pattern")]
+    pub order_id_pattern: OrderIdPattern,
+}
+
+/// A regular expression that finds order ids in a subject.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OrderIdPattern(pub regex::Regex);
+
+impl TryFrom<String> for OrderIdPattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match regex::Regex::new(&s) {
+            Ok(r) if !r.is_match("") => Ok(OrderIdPattern(r)),
+            Ok(_) => Err(format!("{s:?}: the pattern matches the empty string")),
+            Err(e) => Err(format!("{s:?}: not a regular expression: {e}")),
+        }
+    }
 }
 
 fn default_notice_name() -> String {
@@ -124,6 +142,9 @@ fn default_limit_per_order() -> u64 {
 fn default_limit_window() -> u32 {
     30
 }
+fn default_order_id_pattern() -> OrderIdPattern {
+    OrderIdPattern(regex::Regex::new(r"\b\d{3}-\d{7}-\d{7}\b").expect("constant pattern"))
+}
 
 impl Default for MilterConfig {
     fn default() -> Self {
@@ -163,6 +184,7 @@ impl Default for PolicyConfig {
             daily_limit_base: default_limit_base(),
             daily_limit_per_order: default_limit_per_order(),
             daily_limit_window_days: default_limit_window(),
+            order_id_pattern: default_order_id_pattern(),
         }
     }
 }

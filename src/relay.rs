@@ -5,9 +5,11 @@
 use crate::address::Address;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::policy::{Refusal, Target, check_from_header};
+use crate::policy::{Refusal, Target, check_from_header, limits, optout};
 use crate::rewrite::{RawHeader, Rewrite, headers, ids, notice};
-use crate::store::{Buyer, NewMessage, Party, Seller, Store, StoreError};
+use crate::store::{
+    Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError,
+};
 use std::sync::Arc;
 
 /// The relay's dependencies: configuration snapshot, store, clock.
@@ -28,6 +30,10 @@ pub enum Verdict {
     },
     Refuse {
         refusal: Refusal,
+        summary: String,
+    },
+    /// Accept and drop silently (recorded).
+    Discard {
         summary: String,
     },
 }
@@ -100,6 +106,28 @@ impl Relay {
         }
     }
 
+    /// Today's allowance of a seller (the limit is fixed for the UTC day).
+    pub fn allowance(&self, seller: &str) -> Result<DailyAllowance, StoreError> {
+        let p = &self.config.policy;
+        let today = limits::day_of(self.clock.now());
+        let (from, to) = limits::window(today, p.daily_limit_window_days);
+        let orders = self.store.orders_in_days(seller, from, to)?;
+        let limit = limits::daily_limit(
+            p.daily_limit_base,
+            p.daily_limit_per_order,
+            p.daily_limit_window_days,
+            orders,
+        );
+        Ok(DailyAllowance { day: today, limit })
+    }
+
+    /// The early check at RCPT; end of message counts exactly.
+    pub fn check_daily_limit(&self, seller: &str) -> Result<Result<(), Refusal>, StoreError> {
+        let allowance = self.allowance(seller)?;
+        let sent = self.store.sent_on_day(seller, allowance.day)?;
+        Ok(limits::check(sent, allowance.limit, self.clock.now()))
+    }
+
     fn conversation(
         &self,
         from: Party,
@@ -110,22 +138,78 @@ impl Relay {
         raw_headers: &[RawHeader],
     ) -> Result<Verdict, StoreError> {
         let domain = self.config.relay.domain.as_str();
-        let referenced = parsed.referenced();
+        let policy = &self.config.policy;
+        let refs = self
+            .store
+            .references(&seller.id, &buyer.id, from, &parsed.referenced())?;
+        let orders = self.store.orders_of_pair(&seller.id, &buyer.id)?;
+        let order = optout::order_concerned(
+            parsed.subject.as_deref(),
+            &orders,
+            &policy.order_id_pattern.0,
+        );
+        let exemption = match from {
+            Party::Seller if buyer.opted_out => Some(optout::decide(
+                &optout::Facts {
+                    subject: parsed.subject.as_deref(),
+                    in_buyer_thread: optout::in_buyer_thread(&refs, &seller.id, &buyer.id),
+                    category: order.and_then(|o| o.category.as_deref()),
+                },
+                &policy.critical_markers,
+                &policy.opt_out_exempt_categories,
+            )),
+            _ => None,
+        };
+        let decision = match exemption {
+            Some(Err(())) if seller.opt_out_notices => Decision::Blocked,
+            Some(Err(())) => Decision::Discarded,
+            _ => Decision::Delivered,
+        };
+        let allowance = match from {
+            Party::Seller => Some(self.allowance(&seller.id)?),
+            Party::Buyer => None,
+        };
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
             buyer: &buyer.id,
             sender: from,
             original_id: parsed.message_id.as_deref(),
-            referenced: &referenced,
             relay_domain: domain,
             at: self.clock.now(),
+            decision,
+            order: order.map(|o| o.id.as_str()),
+            subject: parsed.subject.as_deref(),
+            allowance,
         })?;
-        let pair_alias = self.alias(&recorded.pair_alias);
+        let (pair_alias, link) = match recorded {
+            Recorded::Done { pair_alias, link } => (pair_alias, link),
+            Recorded::OverLimit { .. } => {
+                let limit = allowance.map_or(0, |a| a.limit);
+                let refusal = Refusal::DailyLimit {
+                    limit,
+                    resets_in: limits::seconds_until_reset(self.clock.now()),
+                };
+                return Ok(refuse(refusal, &direction(from, seller, buyer, "-")));
+            }
+        };
+        let who = direction(from, seller, buyer, &pair_alias);
+        match decision {
+            Decision::Blocked => {
+                let marker = policy.critical_markers.first().cloned().unwrap_or_default();
+                return Ok(refuse(Refusal::OptedOut { marker }, &who));
+            }
+            Decision::Discarded => {
+                return Ok(Verdict::Discard {
+                    summary: format!("{who}: discarded (buyer opted out, seller's notices off)"),
+                });
+            }
+            Decision::Delivered | Decision::Refused => {}
+        }
+        let pair_alias = self.alias(&pair_alias);
         let seller_alias = self.alias(&seller.alias);
         let recipient = from.other();
-        let translate = |list: &[String]| {
-            ids::translate(list, &recorded.references, recipient, &seller.id, &buyer.id)
-        };
+        let translate =
+            |list: &[String]| ids::translate(list, &refs, recipient, &seller.id, &buyer.id);
         let (in_reply_to, references) = (
             translate(&parsed.in_reply_to),
             translate(&parsed.references),
@@ -154,7 +238,7 @@ impl Relay {
                 recipient_alias: rcpt_alias,
                 recipient_name: rcpt_name,
                 recipient: rcpt_real,
-                message_id: &recorded.link.relay_id,
+                message_id: &link.relay_id,
                 in_reply_to: &in_reply_to,
                 references: &references,
                 relay_domain: domain,
@@ -167,17 +251,21 @@ impl Relay {
             add_rcpts: vec![rcpt_real.bracketed()],
             body: None,
         };
-        let (who, auto) = (
-            direction(from, seller, buyer, &recorded.pair_alias),
-            if parsed.auto_submitted {
-                " (auto-submitted)"
-            } else {
-                ""
-            },
-        );
+        let mut notes: Vec<&str> = Vec::new();
+        if let Some(Ok(e)) = exemption {
+            notes.push(e.reason());
+        }
+        if parsed.auto_submitted {
+            notes.push("auto-submitted");
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join(", "))
+        };
         Ok(Verdict::Deliver {
             rewrite,
-            summary: format!("{who}: delivered{auto}"),
+            summary: format!("{who}: delivered{notes}"),
         })
     }
 
@@ -235,7 +323,7 @@ fn direction(from: Party, seller: &Seller, buyer: &Buyer, pair_alias: &str) -> S
 
 fn refuse(refusal: Refusal, who: &str) -> Verdict {
     Verdict::Refuse {
-        refusal,
         summary: format!("{who}: refused ({})", refusal.reason()),
+        refusal,
     }
 }

@@ -26,9 +26,9 @@ fn queue_id(macros: &indymilter::Macros) -> String {
     )
 }
 
-fn set_reply(reply: &mut impl SetErrorReply, refusal: Refusal) -> Status {
+fn set_reply(reply: &mut impl SetErrorReply, refusal: &Refusal) -> Status {
     let r = refusal.reply();
-    match reply.set_error_reply(r.code, Some(r.xcode), r.lines.iter().copied()) {
+    match reply.set_error_reply(r.code, Some(r.xcode), r.lines.iter().map(String::as_str)) {
         Ok(()) if r.code.starts_with('4') => Status::Tempfail,
         Ok(()) => Status::Reject,
         Err(e) => {
@@ -101,7 +101,7 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
                     Ok(Ok(_)) => Status::Continue,
                     Ok(Err(refusal)) => {
                         info!("{qid}: recipient refused: {}", refusal.reason());
-                        set_reply(&mut cx.reply, refusal)
+                        set_reply(&mut cx.reply, &refusal)
                     }
                     Err(e) => tempfail(&mut cx.reply, &qid, "recipient look-up", &e),
                 }
@@ -175,9 +175,13 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
             }
             Err(e) => tempfail(&mut cx.reply, &qid, "applying rewrite", &e),
         },
+        Ok(Ok(Verdict::Discard { summary })) => {
+            info!("{qid}: {summary}");
+            Status::Discard
+        }
         Ok(Ok(Verdict::Refuse { refusal, summary })) => {
             info!("{qid}: {summary}");
-            set_reply(&mut cx.reply, refusal)
+            set_reply(&mut cx.reply, &refusal)
         }
         Ok(Err(e)) => tempfail(&mut cx.reply, &qid, "store", &e),
         Err(e) => tempfail(&mut cx.reply, &qid, "end of message", &e),

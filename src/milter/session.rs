@@ -5,7 +5,7 @@ use crate::address::{Address, parse_envelope};
 use crate::policy::{Recipient, Refusal, Sender, Target, admit, decide_rcpt};
 use crate::relay::Relay;
 use crate::rewrite::RawHeader;
-use crate::store::StoreError;
+use crate::store::{Party, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
@@ -98,11 +98,24 @@ impl Connection {
         } else {
             decide_rcpt(&msg.sender, &recipient)
         };
-        Ok(decision.and_then(|target| {
-            admit(msg.target.as_ref(), &target)?;
-            msg.target = Some(target.clone());
-            msg.rcpts.push(rcpt.to_string());
-            Ok(target)
-        }))
+        let target = match decision.and_then(|t| admit(msg.target.as_ref(), &t).map(|()| t)) {
+            Ok(t) => t,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if msg.target.is_none() {
+            if let Target::Conversation {
+                from: Party::Seller,
+                seller,
+                ..
+            } = &target
+            {
+                if let Err(refusal) = self.relay.check_daily_limit(seller)? {
+                    return Ok(Err(refusal));
+                }
+            }
+        }
+        msg.target = Some(target.clone());
+        msg.rcpts.push(rcpt.to_string());
+        Ok(Ok(target))
     }
 }

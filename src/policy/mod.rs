@@ -1,5 +1,7 @@
 //! Pure decisions: who a message is from and to, and whether the relay takes it.
 
+pub mod limits;
+pub mod optout;
 pub mod reply;
 pub mod routing;
 

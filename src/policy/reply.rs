@@ -2,7 +2,7 @@
 
 /// Why a recipient or message is refused. The reply text is the only thing a
 /// refused sender learns, so unknown aliases and strangers get one reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// Unknown alias, or a known alias from an unregistered sender.
     UnknownRecipient,
@@ -16,58 +16,95 @@ pub enum Refusal {
     FromNotApproved,
     /// A second counterpart (or a mix of relay and outside recipients) in one message.
     OneCounterpart,
+    /// The buyer opted out and the message is not critical; `marker` is the
+    /// critical marker the notice tells the seller to use.
+    OptedOut { marker: String },
+    /// The seller's daily limit is reached; it resets in `resets_in` seconds.
+    DailyLimit { limit: u64, resets_in: u64 },
 }
 
 pub struct SmtpReply {
     pub code: &'static str,
     pub xcode: &'static str,
-    pub lines: &'static [&'static str],
+    pub lines: Vec<String>,
+}
+
+fn lines(l: &[&str]) -> Vec<String> {
+    l.iter().map(|s| s.to_string()).collect()
 }
 
 impl Refusal {
-    pub fn reply(self) -> SmtpReply {
-        let (code, xcode, lines): (_, _, &'static [&'static str]) = match self {
+    pub fn reply(&self) -> SmtpReply {
+        let (code, xcode, lines) = match self {
             Refusal::UnknownRecipient => (
                 "550",
                 "5.1.1",
-                &["Recipient address rejected: unknown recipient"],
+                lines(&["Recipient address rejected: unknown recipient"]),
             ),
             Refusal::UnapprovedSellerAddress => (
                 "550",
                 "5.7.1",
-                &[
+                lines(&[
                     "This sending address is not approved for your seller account.",
                     "Add it to your approved sending addresses and have it approved",
                     "before writing to buyers from it.",
-                ],
+                ]),
             ),
-            Refusal::SellerToSeller => {
-                ("550", "5.7.1", &["Sellers may not write to other sellers."])
-            }
+            Refusal::SellerToSeller => (
+                "550",
+                "5.7.1",
+                lines(&["Sellers may not write to other sellers."]),
+            ),
             Refusal::OtherSellersBuyer => (
                 "550",
                 "5.7.1",
-                &["This buyer alias belongs to another seller; write only to your own buyers."],
+                lines(&[
+                    "This buyer alias belongs to another seller; write only to your own buyers.",
+                ]),
             ),
             Refusal::FromNotApproved => (
                 "550",
                 "5.7.1",
-                &[
+                lines(&[
                     "The From: address of this message is not approved for your seller account.",
                     "Send from an approved address, or add and approve this one first.",
-                ],
+                ]),
             ),
             Refusal::OneCounterpart => (
                 "452",
                 "4.5.3",
-                &["One conversation per message: send to this recipient in a separate message"],
+                lines(&[
+                    "One conversation per message: send to this recipient in a separate message",
+                ]),
+            ),
+            Refusal::OptedOut { marker } => (
+                "550",
+                "5.7.1",
+                vec![
+                    "Not delivered: this buyer has opted out of unsolicited messages.".into(),
+                    "Messages critical to completing an order still reach the buyer:".into(),
+                    format!("- put {marker} in the subject, only for questions about product"),
+                    "  customization, delivery scheduling or shipping-address problems;".into(),
+                    "- or reply in a thread the buyer started, quoting the buyer's message.".into(),
+                    "You can turn these notices off in your seller settings (opt-out notices)."
+                        .into(),
+                ],
+            ),
+            Refusal::DailyLimit { limit, resets_in } => (
+                "450",
+                "4.7.1",
+                vec![format!(
+                    "Daily limit of {limit} messages to buyers reached for your seller account; it resets at 00:00 UTC (in {}h {:02}m). Your mail server will retry.",
+                    resets_in / 3600,
+                    resets_in % 3600 / 60
+                )],
             ),
         };
         SmtpReply { code, xcode, lines }
     }
 
     /// A short name for log lines.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             Refusal::UnknownRecipient => "unknown recipient",
             Refusal::UnapprovedSellerAddress => "unapproved seller address",
@@ -75,6 +112,8 @@ impl Refusal {
             Refusal::OtherSellersBuyer => "another seller's buyer",
             Refusal::FromNotApproved => "From header not approved",
             Refusal::OneCounterpart => "second counterpart",
+            Refusal::OptedOut { .. } => "buyer opted out",
+            Refusal::DailyLimit { .. } => "daily limit reached",
         }
     }
 }

@@ -108,6 +108,40 @@ pub struct NewOrder {
     pub created_at: u64,
 }
 
+/// What the relay decided about a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Delivered,
+    /// Refused at end of message because the buyer opted out.
+    Blocked,
+    /// Accepted and dropped silently (opt-out with the seller's notices off).
+    Discarded,
+    /// Refused at end of message for another reason.
+    Refused,
+}
+
+/// The record of one decided message (the archive's index grows from this).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub relay_id: String,
+    pub at: u64,
+    pub seller: String,
+    pub buyer: String,
+    pub sender: Party,
+    pub decision: Decision,
+    pub order: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// A seller's daily allowance, checked and counted in the recording transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DailyAllowance {
+    /// UTC day number (unix seconds / 86400).
+    pub day: u64,
+    pub limit: u64,
+}
+
 /// What end-of-message needs written before Postfix may answer 250.
 pub struct NewMessage<'a> {
     pub seller: &'a str,
@@ -115,28 +149,34 @@ pub struct NewMessage<'a> {
     pub sender: Party,
     /// The author's Message-ID, without angle brackets.
     pub original_id: Option<&'a str>,
-    /// Ids named by In-Reply-To / References, without angle brackets.
-    pub referenced: &'a [String],
     pub relay_domain: &'a str,
     pub at: u64,
+    pub decision: Decision,
+    pub order: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    /// For a seller's delivered message: counted against this allowance.
+    pub allowance: Option<DailyAllowance>,
 }
 
-/// What a referenced id is known as, looked up in the same transaction.
+/// What a referenced id is known as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
     pub id: String,
     /// The id is one the relay minted.
     pub by_relay_id: Option<MessageLink>,
-    /// The id is an author's original id in this pair.
+    /// The id is an original id of the given sender in this pair.
     pub by_original_id: Option<MessageLink>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedMessage {
-    /// Local part of the pair's alias (created if the pair is new).
-    pub pair_alias: String,
-    pub link: MessageLink,
-    pub references: Vec<Reference>,
+pub enum Recorded {
+    Done {
+        /// Local part of the pair's alias (created if the pair is new).
+        pair_alias: String,
+        link: MessageLink,
+    },
+    /// The seller's allowance for the day is used up: nothing was written.
+    OverLimit { sent: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,8 +213,28 @@ pub trait Store: Send + Sync + 'static {
     fn pair_alias(&self, seller: &str, buyer: &str) -> Result<String, StoreError>;
     fn alias_owner(&self, local_part: &str) -> Result<Option<AliasOwner>, StoreError>;
 
-    /// Ensures the pair alias and the Message-ID mapping exist, in one durable
+    /// What the ids a message names (In-Reply-To, References) are known as in
+    /// this pair, `sender` being the side that wrote the message.
+    fn references(
+        &self,
+        seller: &str,
+        buyer: &str,
+        sender: Party,
+        ids: &[String],
+    ) -> Result<Vec<Reference>, StoreError>;
+
+    /// Ensures the pair alias and the Message-ID mapping exist, records the
+    /// decision and counts a seller's delivered message, in one durable
     /// transaction. Idempotent: the same original id in the same pair from the
-    /// same side gets the same relay id back (Postfix retries after tempfail).
-    fn record_message(&self, msg: &NewMessage<'_>) -> Result<RecordedMessage, StoreError>;
+    /// same side gets the same relay id back and is counted once (Postfix
+    /// retries after tempfail).
+    fn record_message(&self, msg: &NewMessage<'_>) -> Result<Recorded, StoreError>;
+
+    fn message(&self, relay_id: &str) -> Result<Option<MessageRecord>, StoreError>;
+
+    /// Orders of a seller created on UTC days `from_day..=to_day`.
+    fn orders_in_days(&self, seller: &str, from_day: u64, to_day: u64) -> Result<u64, StoreError>;
+
+    /// Seller messages delivered on a UTC day.
+    fn sent_on_day(&self, seller: &str, day: u64) -> Result<u64, StoreError>;
 }

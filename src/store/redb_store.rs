@@ -26,7 +26,29 @@ const MSG_BY_RELAY: TableDefinition<&str, &str> = TableDefinition::new("msg_by_r
 /// "seller\x1fbuyer\x1fsender\x1foriginal id" -> relay Message-ID
 const MSG_BY_ORIGINAL: TableDefinition<&str, &str> = TableDefinition::new("msg_by_original_id");
 
+/// relay Message-ID -> MessageRecord
+const MESSAGES: TableDefinition<&str, &str> = TableDefinition::new("messages");
+/// "seller\x1f{day:08}" -> orders created that UTC day
+const SELLER_DAY_ORDERS: TableDefinition<&str, u64> = TableDefinition::new("seller_day_orders");
+/// "seller\x1f{day:08}" -> seller messages delivered that UTC day
+const SELLER_DAY_SENT: TableDefinition<&str, u64> = TableDefinition::new("seller_day_sent");
+
 const SEP: char = '\x1f';
+
+fn day_key(seller: &str, day: u64) -> String {
+    format!("{seller}{SEP}{day:08}")
+}
+
+fn side(p: Party) -> &'static str {
+    match p {
+        Party::Buyer => "buyer",
+        Party::Seller => "seller",
+    }
+}
+
+fn original_key(seller: &str, buyer: &str, sender: Party, id: &str) -> String {
+    format!("{seller}{SEP}{buyer}{SEP}{}{SEP}{id}", side(sender))
+}
 
 pub struct RedbStore {
     db: Database,
@@ -95,7 +117,11 @@ impl RedbStore {
             PAIR_ORDERS,
             MSG_BY_RELAY,
             MSG_BY_ORIGINAL,
+            MESSAGES,
         ] {
+            txn.open_table(t).map_err(backend)?;
+        }
+        for t in [SELLER_DAY_ORDERS, SELLER_DAY_SENT] {
             txn.open_table(t).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
@@ -380,6 +406,14 @@ impl Store for RedbStore {
                 .map_err(backend)?
                 .insert(key.as_str(), "")
                 .map_err(backend)?;
+            let mut per_day = txn.open_table(SELLER_DAY_ORDERS).map_err(backend)?;
+            let key = day_key(&order.seller, order.created_at / 86_400);
+            let n = per_day
+                .get(key.as_str())
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
+            per_day.insert(key.as_str(), n + 1).map_err(backend)?;
+            drop(per_day);
             Ok(order)
         })
     }
@@ -421,65 +455,137 @@ impl Store for RedbStore {
         self.read(|txn| get(&txn.open_table(ALIASES).map_err(backend)?, local_part))
     }
 
-    fn record_message(&self, msg: &NewMessage<'_>) -> Result<RecordedMessage, StoreError> {
-        self.write(|txn| {
-            let pair_alias = Self::ensure_pair(txn, msg.seller, msg.buyer)?;
-            let mut by_relay = txn.open_table(MSG_BY_RELAY).map_err(backend)?;
-            let mut by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
-            let side = match msg.sender {
-                Party::Buyer => "buyer",
-                Party::Seller => "seller",
-            };
-            let original_key = msg
-                .original_id
-                .map(|id| format!("{}{SEP}{side}{SEP}{id}", pair_key(msg.seller, msg.buyer)));
-            let known = match &original_key {
-                Some(k) => match get_str(&by_original, k)? {
-                    Some(relay_id) => get::<MessageLink>(&by_relay, &relay_id)?,
-                    None => None,
-                },
-                None => None,
-            };
-            let link = match known {
-                Some(link) => link,
-                None => {
-                    let link = MessageLink {
-                        relay_id: mint_message_id(msg.relay_domain),
-                        original_id: msg.original_id.map(String::from),
-                        seller: msg.seller.into(),
-                        buyer: msg.buyer.into(),
-                        sender: msg.sender,
-                        at: msg.at,
+    fn references(
+        &self,
+        seller: &str,
+        buyer: &str,
+        sender: Party,
+        ids: &[String],
+    ) -> Result<Vec<Reference>, StoreError> {
+        self.read(|txn| {
+            let by_relay = txn.open_table(MSG_BY_RELAY).map_err(backend)?;
+            let by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
+            let mut refs = Vec::with_capacity(ids.len());
+            for id in ids {
+                // A relay id names the other side's message; a real id only the sender's own.
+                let by_original_id =
+                    match get_str(&by_original, &original_key(seller, buyer, sender, id))? {
+                        Some(relay_id) => get(&by_relay, &relay_id)?,
+                        None => None,
                     };
-                    put(&mut by_relay, &link.relay_id, &link)?;
-                    if let Some(k) = &original_key {
-                        by_original
-                            .insert(k.as_str(), link.relay_id.as_str())
-                            .map_err(backend)?;
-                    }
-                    link
-                }
-            };
-            let mut references = Vec::with_capacity(msg.referenced.len());
-            for id in msg.referenced {
-                // Only the other side's originals can be named by a relay id the
-                // sender saw; only the sender's own originals by their real id.
-                let own_key = format!("{}{SEP}{side}{SEP}{id}", pair_key(msg.seller, msg.buyer));
-                let by_original_id = match get_str(&by_original, &own_key)? {
-                    Some(relay_id) => get(&by_relay, &relay_id)?,
-                    None => None,
-                };
-                references.push(Reference {
+                refs.push(Reference {
                     id: id.clone(),
                     by_relay_id: get(&by_relay, id)?,
                     by_original_id,
                 });
             }
-            Ok(RecordedMessage {
-                pair_alias,
-                link,
-                references,
-            })
+            Ok(refs)
+        })
+    }
+
+    fn record_message(&self, msg: &NewMessage<'_>) -> Result<Recorded, StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let pair_alias = Self::ensure_pair(&txn, msg.seller, msg.buyer)?;
+        let key = msg
+            .original_id
+            .map(|id| original_key(msg.seller, msg.buyer, msg.sender, id));
+        let known: Option<MessageLink> = {
+            let by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
+            match key
+                .as_deref()
+                .map(|k| get_str(&by_original, k))
+                .transpose()?
+                .flatten()
+            {
+                Some(relay_id) => get(&txn.open_table(MSG_BY_RELAY).map_err(backend)?, &relay_id)?,
+                None => None,
+            }
+        };
+        if let (None, Some(allowance), Decision::Delivered) = (&known, msg.allowance, msg.decision)
+        {
+            // Counted at acceptance, exactly: write transactions are serialised.
+            let mut sent = txn.open_table(SELLER_DAY_SENT).map_err(backend)?;
+            let k = day_key(msg.seller, allowance.day);
+            let n = sent
+                .get(k.as_str())
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
+            if n >= allowance.limit {
+                drop(sent);
+                txn.abort().map_err(backend)?;
+                return Ok(Recorded::OverLimit { sent: n });
+            }
+            sent.insert(k.as_str(), n + 1).map_err(backend)?;
+        }
+        let link = match known {
+            Some(link) => link,
+            None => {
+                let link = MessageLink {
+                    relay_id: mint_message_id(msg.relay_domain),
+                    original_id: msg.original_id.map(String::from),
+                    seller: msg.seller.into(),
+                    buyer: msg.buyer.into(),
+                    sender: msg.sender,
+                    at: msg.at,
+                };
+                put(
+                    &mut txn.open_table(MSG_BY_RELAY).map_err(backend)?,
+                    &link.relay_id,
+                    &link,
+                )?;
+                if let Some(k) = &key {
+                    txn.open_table(MSG_BY_ORIGINAL)
+                        .map_err(backend)?
+                        .insert(k.as_str(), link.relay_id.as_str())
+                        .map_err(backend)?;
+                }
+                link
+            }
+        };
+        let record = MessageRecord {
+            relay_id: link.relay_id.clone(),
+            at: msg.at,
+            seller: msg.seller.into(),
+            buyer: msg.buyer.into(),
+            sender: msg.sender,
+            decision: msg.decision,
+            order: msg.order.map(String::from),
+            subject: msg.subject.map(String::from),
+        };
+        put(
+            &mut txn.open_table(MESSAGES).map_err(backend)?,
+            &record.relay_id,
+            &record,
+        )?;
+        txn.commit().map_err(backend)?;
+        Ok(Recorded::Done { pair_alias, link })
+    }
+
+    fn message(&self, relay_id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(|txn| get(&txn.open_table(MESSAGES).map_err(backend)?, relay_id))
+    }
+
+    fn orders_in_days(&self, seller: &str, from_day: u64, to_day: u64) -> Result<u64, StoreError> {
+        if from_day > to_day {
+            return Ok(0);
+        }
+        self.read(|txn| {
+            let t = txn.open_table(SELLER_DAY_ORDERS).map_err(backend)?;
+            let (lo, hi) = (day_key(seller, from_day), day_key(seller, to_day));
+            let mut total = 0;
+            for entry in t.range(lo.as_str()..=hi.as_str()).map_err(backend)? {
+                total += entry.map_err(backend)?.1.value();
+            }
+            Ok(total)
+        })
+    }
+
+    fn sent_on_day(&self, seller: &str, day: u64) -> Result<u64, StoreError> {
+        self.read(|txn| {
+            let t = txn.open_table(SELLER_DAY_SENT).map_err(backend)?;
+            Ok(t.get(day_key(seller, day).as_str())
+                .map_err(backend)?
+                .map_or(0, |v| v.value()))
         })
     }
 }
@@ -573,32 +679,122 @@ mod tests {
         );
     }
 
+    fn new_message<'a>(sender: Party, original_id: Option<&'a str>) -> NewMessage<'a> {
+        NewMessage {
+            seller: "S1",
+            buyer: "B1",
+            sender,
+            original_id,
+            relay_domain: "m.example.com",
+            at: 1,
+            decision: Decision::Delivered,
+            order: None,
+            subject: None,
+            allowance: None,
+        }
+    }
+
+    fn done(r: Recorded) -> MessageLink {
+        match r {
+            Recorded::Done { link, .. } => link,
+            other => panic!("not recorded: {other:?}"),
+        }
+    }
+
     #[test]
     fn record_message_is_idempotent_per_original_id() {
         let (_d, store) = fixture();
-        let msg = NewMessage {
-            seller: "S1",
-            buyer: "B1",
-            sender: Party::Buyer,
-            original_id: Some("b1@buyer.example"),
-            referenced: &[],
-            relay_domain: "m.example.com",
-            at: 1,
+        let first = done(
+            store
+                .record_message(&new_message(Party::Buyer, Some("b1@buyer.example")))
+                .unwrap(),
+        );
+        assert_eq!(
+            first,
+            done(
+                store
+                    .record_message(&new_message(Party::Buyer, Some("b1@buyer.example")))
+                    .unwrap()
+            )
+        );
+        assert!(first.relay_id.ends_with("@m.example.com"));
+        done(
+            store
+                .record_message(&new_message(Party::Seller, Some("s1@shop1.example")))
+                .unwrap(),
+        );
+        let ids = [
+            first.relay_id.clone(),
+            "b1@buyer.example".to_string(),
+            "s1@shop1.example".to_string(),
+        ];
+        let refs = store.references("S1", "B1", Party::Seller, &ids).unwrap();
+        assert_eq!(refs[0].by_relay_id.as_ref(), Some(&first));
+        // The buyer's own original id is not the seller's to name; the seller's own is.
+        assert_eq!(refs[1].by_original_id, None);
+        assert_eq!(
+            refs[2].by_original_id.as_ref().unwrap().sender,
+            Party::Seller
+        );
+        assert_eq!(
+            store.message(&first.relay_id).unwrap().unwrap().decision,
+            Decision::Delivered
+        );
+    }
+
+    #[test]
+    fn allowance_is_counted_once_per_message_and_never_exceeded() {
+        let (_d, store) = fixture();
+        let allowance = Some(DailyAllowance {
+            day: 20_000,
+            limit: 2,
+        });
+        let send = |id: &'static str, decision| {
+            store
+                .record_message(&NewMessage {
+                    allowance,
+                    decision,
+                    ..new_message(Party::Seller, Some(id))
+                })
+                .unwrap()
         };
-        let first = store.record_message(&msg).unwrap();
-        let again = store.record_message(&msg).unwrap();
-        assert_eq!(first, again);
-        assert!(first.link.relay_id.ends_with("@m.example.com"));
-        let reply = store
-            .record_message(&NewMessage {
-                sender: Party::Seller,
-                original_id: Some("s1@shop1.example"),
-                referenced: &[first.link.relay_id.clone(), "b1@buyer.example".into()],
-                ..msg
-            })
-            .unwrap();
-        assert_eq!(reply.references[0].by_relay_id.as_ref(), Some(&first.link));
-        // The buyer's own original id is not the seller's to name.
-        assert_eq!(reply.references[1].by_original_id, None);
+        done(send("a@s", Decision::Delivered));
+        done(send("a@s", Decision::Delivered)); // a retry: not counted again
+        done(send("x@s", Decision::Blocked)); // blocked: not counted
+        done(send("b@s", Decision::Delivered));
+        assert_eq!(
+            send("c@s", Decision::Delivered),
+            Recorded::OverLimit { sent: 2 }
+        );
+        assert_eq!(store.sent_on_day("S1", 20_000).unwrap(), 2);
+        assert_eq!(store.sent_on_day("S1", 20_001).unwrap(), 0);
+        // Nothing of the refused one was written.
+        assert!(
+            store
+                .references("S1", "B1", Party::Seller, &["c@s".into()])
+                .unwrap()[0]
+                .by_original_id
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn orders_are_counted_per_day() {
+        let (_d, store) = fixture();
+        for (i, day) in [(1, 100), (2, 100), (3, 101), (4, 130)] {
+            store
+                .add_order(NewOrder {
+                    id: format!("O{i}"),
+                    seller: "S1".into(),
+                    buyer: "B1".into(),
+                    category: None,
+                    created_at: day * 86_400 + 5,
+                })
+                .unwrap();
+        }
+        assert_eq!(store.orders_in_days("S1", 100, 101).unwrap(), 3);
+        assert_eq!(store.orders_in_days("S1", 101, 129).unwrap(), 1);
+        assert_eq!(store.orders_in_days("S1", 100, 130).unwrap(), 4);
+        assert_eq!(store.orders_in_days("S2", 0, 999).unwrap(), 0);
     }
 }
