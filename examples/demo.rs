@@ -21,19 +21,12 @@ const DOMAIN: &str = "marketplace.example.com";
 
 fn show(title: &str, m: &SinkMessage) {
     println!("\n=== {title}");
-    println!(
-        "envelope: MAIL FROM:<{}>  RCPT TO:<{}>",
-        m.mail_from,
-        m.rcpt_to.join(">, <")
-    );
+    println!("envelope: MAIL FROM:<{}>  RCPT TO:<{}>", m.mail_from, m.rcpt_to.join(">, <"));
     println!("{}", String::from_utf8_lossy(&m.raw).trim_end());
 }
 
 fn message(headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut m: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
-        .collect();
+    let mut m: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
     m.push_str("\r\n");
     m.push_str(body);
     m.into_bytes()
@@ -49,17 +42,14 @@ fn main() {
     ))
     .expect("demo config");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let daemon = rt
-        .block_on(Daemon::bind(SharedConfig::new(config, None)))
-        .expect("bind bsm-milter");
+    let daemon = rt.block_on(Daemon::bind(SharedConfig::new(config, None))).expect("bind bsm-milter");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = rt.spawn(daemon.run(async move {
         let _ = stopped.await;
     }));
     let admin = Client::new(Socket::Unix(dir.path().join("admin.sock")));
     let api = |method: Method, path: &str, body: Value| -> Value {
-        rt.block_on(admin.request(method, path, Some(body)))
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
+        rt.block_on(admin.request(method, path, Some(body))).unwrap_or_else(|e| panic!("{path}: {e}"))
     };
 
     println!("== registering a seller and a buyer through the admin API");
@@ -68,27 +58,18 @@ fn main() {
         "/v1/sellers",
         json!({"id": "S100", "name": "Hanok Pottery", "service_address": "cs@hanok-pottery.example", "approved_addresses": ["minsu@hanok-pottery.example"]}),
     );
-    api(
-        Method::POST,
-        "/v1/buyers",
-        json!({"id": "B200", "email": "jane.doe@buyer-mail.example", "name": "Jane"}),
-    );
+    api(Method::POST, "/v1/buyers", json!({"id": "B200", "email": "jane.doe@buyer-mail.example", "name": "Jane"}));
     api(
         Method::POST,
         "/v1/orders",
         json!({"id": "114-1234567-1234567", "seller": "S100", "buyer": "B200", "category": "handmade"}),
     );
     let seller_alias = seller["alias"].as_str().expect("alias").to_string();
-    println!(
-        "seller S100 'Hanok Pottery' writes from minsu@hanok-pottery.example; its alias is {seller_alias}"
-    );
+    println!("seller S100 'Hanok Pottery' writes from minsu@hanok-pottery.example; its alias is {seller_alias}");
     println!("buyer B200 'Jane' writes from jane.doe@buyer-mail.example");
 
     let relay = PostfixRelay::start(RelayOptions::with_milter(dir.path().join("milter.sock")));
-    println!(
-        "== Postfix on 127.0.0.1:{} with bsm-milter in front, smtp-sink behind",
-        relay.smtp_port()
-    );
+    println!("== Postfix on 127.0.0.1:{} with bsm-milter in front, smtp-sink behind", relay.smtp_port());
 
     let question = message(
         &[
@@ -100,22 +81,10 @@ fn main() {
         ],
         "Hello, could the bowl be glazed in celadon green?\r\nJane\r\n",
     );
-    let (_, rcpt, data) = send(
-        relay.smtp_port(),
-        "jane.doe@buyer-mail.example",
-        &[&seller_alias],
-        &question,
-    );
-    println!(
-        "\nbuyer sends to {seller_alias}: RCPT {} / DATA {}",
-        rcpt[0].code,
-        data.map_or(0, |d| d.code)
-    );
+    let (_, rcpt, data) = send(relay.smtp_port(), "jane.doe@buyer-mail.example", &[&seller_alias], &question);
+    println!("\nbuyer sends to {seller_alias}: RCPT {} / DATA {}", rcpt[0].code, data.map_or(0, |d| d.code));
     let got = relay.wait_delivered(1, Duration::from_secs(30)).remove(0);
-    show(
-        "what the seller receives (at cs@hanok-pottery.example)",
-        &got,
-    );
+    show("what the seller receives (at cs@hanok-pottery.example)", &got);
     let pair_alias = got.mail_from.clone();
     let relay_id = got.header("Message-ID").unwrap_or_default();
 
@@ -130,37 +99,15 @@ fn main() {
         ],
         "Dear Jane, yes: celadon it is. It ships on Friday.\r\nMinsu\r\n",
     );
-    let (_, rcpt, data) = send(
-        relay.smtp_port(),
-        "minsu@hanok-pottery.example",
-        &[&pair_alias],
-        &answer,
-    );
-    println!(
-        "\nseller replies to {pair_alias}: RCPT {} / DATA {}",
-        rcpt[0].code,
-        data.map_or(0, |d| d.code)
-    );
+    let (_, rcpt, data) = send(relay.smtp_port(), "minsu@hanok-pottery.example", &[&pair_alias], &answer);
+    println!("\nseller replies to {pair_alias}: RCPT {} / DATA {}", rcpt[0].code, data.map_or(0, |d| d.code));
     let got = relay.wait_delivered(2, Duration::from_secs(30)).remove(1);
-    show(
-        "what the buyer receives (at jane.doe@buyer-mail.example)",
-        &got,
-    );
+    show("what the buyer receives (at jane.doe@buyer-mail.example)", &got);
 
-    let (_, rcpt, _) = send(
-        relay.smtp_port(),
-        "spammer@elsewhere.example",
-        &[&pair_alias],
-        &answer,
-    );
-    println!(
-        "\na stranger writing to {pair_alias} gets: {} {}",
-        rcpt[0].code, rcpt[0].text
-    );
+    let (_, rcpt, _) = send(relay.smtp_port(), "spammer@elsewhere.example", &[&pair_alias], &answer);
+    println!("\na stranger writing to {pair_alias} gets: {} {}", rcpt[0].code, rcpt[0].text);
 
     drop(relay);
     let _ = stop.send(());
-    rt.block_on(served)
-        .expect("join")
-        .expect("bsm-milter stopped cleanly");
+    rt.block_on(served).expect("join").expect("bsm-milter stopped cleanly");
 }

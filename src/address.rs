@@ -7,9 +7,7 @@ use std::fmt;
 /// Quoted local parts and source routes are refused: marketplace parties
 /// register ordinary mailbox addresses, and a strict form keeps every
 /// comparison (approved senders, registered buyers, aliases) exact.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Address(String);
 
@@ -34,10 +32,7 @@ impl Address {
     pub fn parse(input: &str) -> Result<Self, InvalidAddress> {
         let bad = || InvalidAddress(input.to_string());
         let s = input.trim();
-        let s = s
-            .strip_prefix('<')
-            .and_then(|s| s.strip_suffix('>'))
-            .unwrap_or(s);
+        let s = s.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(s);
         let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
         if local.is_empty() || local.len() > 64 || !local.chars().all(is_local_char) {
             return Err(bad());
@@ -48,9 +43,7 @@ impl Address {
         if !is_domain(domain) {
             return Err(bad());
         }
-        Ok(Address(
-            format!("{}@{}", local, domain).to_ascii_lowercase(),
-        ))
+        Ok(Address(format!("{}@{}", local, domain).to_ascii_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -142,10 +135,7 @@ mod tests {
     #[test]
     fn envelope_null_sender() {
         assert_eq!(parse_envelope("<>").unwrap(), None);
-        assert_eq!(
-            parse_envelope("<a@b.example>").unwrap(),
-            Some(Address::parse("a@b.example").unwrap())
-        );
+        assert_eq!(parse_envelope("<a@b.example>").unwrap(), Some(Address::parse("a@b.example").unwrap()));
         assert!(parse_envelope("<a@>").is_err());
     }
 }

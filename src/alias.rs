@@ -9,27 +9,18 @@ pub const ALIAS_LEN: usize = 15;
 pub fn random_local(len: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..len)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect()
+    (0..len).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
 }
 
 /// A relay Message-ID (without angle brackets) on the relay domain.
 pub fn mint_message_id(domain: &str) -> String {
-    let token: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect();
+    let token: String = rand::rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
     format!("bsm.{token}@{domain}")
 }
 
 /// Whether `local` has the shape of an alias the relay could have minted.
 pub fn is_alias_shape(local: &str) -> bool {
-    local.len() == ALIAS_LEN
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    local.len() == ALIAS_LEN && local.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 #[cfg(test)]

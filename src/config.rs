@@ -126,9 +126,7 @@ fn default_archive_dir() -> PathBuf {
     "/var/lib/bsm-milter/archive".into()
 }
 fn default_critical_markers() -> Vec<String> {
-    ["[Important]", "[중요]", "[重要]"]
-        .map(String::from)
-        .to_vec()
+    ["[Important]", "[중요]", "[重要]"].map(String::from).to_vec()
 }
 fn default_exempt_categories() -> Vec<String> {
     ["handmade", "wine", "custom"].map(String::from).to_vec()
@@ -148,32 +146,22 @@ fn default_order_id_pattern() -> OrderIdPattern {
 
 impl Default for MilterConfig {
     fn default() -> Self {
-        Self {
-            socket: default_milter_socket(),
-            socket_mode: default_socket_mode(),
-        }
+        Self { socket: default_milter_socket(), socket_mode: default_socket_mode() }
     }
 }
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self {
-            socket: default_admin_socket(),
-            socket_mode: default_admin_socket_mode(),
-        }
+        Self { socket: default_admin_socket(), socket_mode: default_admin_socket_mode() }
     }
 }
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            path: default_store_path(),
-        }
+        Self { path: default_store_path() }
     }
 }
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        Self {
-            dir: default_archive_dir(),
-        }
+        Self { dir: default_archive_dir() }
     }
 }
 impl Default for PolicyConfig {
@@ -192,24 +180,15 @@ impl Default for PolicyConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
-            path: path.into(),
-            message,
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
     }
 
     /// Parses and validates; the error names the offending key (and line).
@@ -234,17 +213,13 @@ impl Config {
         if p.critical_markers.iter().any(|m| m.trim().is_empty()) {
             return Err("policy.critical_markers: markers must not be empty".into());
         }
-        if p.opt_out_exempt_categories
-            .iter()
-            .any(|c| c.trim().is_empty())
-        {
+        if p.opt_out_exempt_categories.iter().any(|c| c.trim().is_empty()) {
             return Err("policy.opt_out_exempt_categories: categories must not be empty".into());
         }
         if p.daily_limit_window_days == 0 || p.daily_limit_window_days > 366 {
             return Err("policy.daily_limit_window_days: must be between 1 and 366".into());
         }
-        if self.relay.notice_name.trim().is_empty() || self.relay.notice_name.contains(['\r', '\n'])
-        {
+        if self.relay.notice_name.trim().is_empty() || self.relay.notice_name.contains(['\r', '\n']) {
             return Err("relay.notice_name: must be a non-empty single line".into());
         }
         let ephemeral = matches!(self.milter.socket, Socket::Inet(a) if a.port() == 0);
@@ -273,9 +248,7 @@ impl TryFrom<String> for RelayDomain {
         if is_domain(&d) {
             Ok(RelayDomain(d))
         } else {
-            Err(format!(
-                "{s:?} is not a domain name like marketplace.example.com"
-            ))
+            Err(format!("{s:?} is not a domain name like marketplace.example.com"))
         }
     }
 }
@@ -354,21 +327,14 @@ mod tests {
     fn minimal_file_takes_documented_defaults() {
         let c = Config::parse("[relay]\ndomain = \"Marketplace.Example.com\"\n").unwrap();
         assert_eq!(c.relay.domain.as_str(), "marketplace.example.com");
-        assert_eq!(
-            c.milter.socket,
-            Socket::Unix("/run/bsm-milter/milter.sock".into())
-        );
+        assert_eq!(c.milter.socket, Socket::Unix("/run/bsm-milter/milter.sock".into()));
         assert_eq!(c.policy.daily_limit_base, 600);
-        assert_eq!(
-            c.policy.critical_markers,
-            ["[Important]", "[중요]", "[重要]"]
-        );
+        assert_eq!(c.policy.critical_markers, ["[Important]", "[중요]", "[重要]"]);
     }
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let e = Config::parse("[relay]\ndomain = \"m.example.com\"\n\n[store]\npaht = \"/x\"\n")
-            .unwrap_err();
+        let e = Config::parse("[relay]\ndomain = \"m.example.com\"\n\n[store]\npaht = \"/x\"\n").unwrap_err();
         assert!(e.contains("paht") && e.contains("line 5"), "{e}");
     }
 
@@ -376,14 +342,10 @@ mod tests {
     fn bad_values_name_the_problem() {
         let e = Config::parse("[relay]\ndomain = \"not a domain\"\n").unwrap_err();
         assert!(e.contains("domain"), "{e}");
-        let e =
-            Config::parse("[relay]\ndomain = \"m.example.com\"\n[milter]\nsocket = \"tcp:1\"\n")
-                .unwrap_err();
+        let e = Config::parse("[relay]\ndomain = \"m.example.com\"\n[milter]\nsocket = \"tcp:1\"\n").unwrap_err();
         assert!(e.contains("socket"), "{e}");
-        let e = Config::parse(
-            "[relay]\ndomain = \"m.example.com\"\n[policy]\ndaily_limit_window_days = 0\n",
-        )
-        .unwrap_err();
+        let e =
+            Config::parse("[relay]\ndomain = \"m.example.com\"\n[policy]\ndaily_limit_window_days = 0\n").unwrap_err();
         assert!(e.contains("daily_limit_window_days"), "{e}");
         assert!(Config::parse("").unwrap_err().contains("relay"));
     }

@@ -36,10 +36,7 @@ pub enum ServeError {
     #[error("cannot open the store")]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {socket}")]
-    Bind {
-        socket: Socket,
-        source: std::io::Error,
-    },
+    Bind { socket: Socket, source: std::io::Error },
     #[error("milter failed")]
     Milter(#[source] std::io::Error),
 }
@@ -53,17 +50,11 @@ pub struct SharedConfig {
 
 impl SharedConfig {
     pub fn new(config: Config, path: Option<PathBuf>) -> Self {
-        SharedConfig {
-            current: Arc::new(RwLock::new(Arc::new(config))),
-            path,
-        }
+        SharedConfig { current: Arc::new(RwLock::new(Arc::new(config))), path }
     }
 
     pub fn snapshot(&self) -> Arc<Config> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Re-reads the file. A bad file keeps the old config and says why;
@@ -79,18 +70,13 @@ impl SharedConfig {
                     ("store.path", old.store.path != new.store.path),
                 ] {
                     if changed {
-                        warn!(
-                            "config reload: {what} changed; restart needed for it to take effect"
-                        );
+                        warn!("config reload: {what} changed; restart needed for it to take effect");
                     }
                 }
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
                 info!("config reloaded from {}", path.display());
             }
-            Err(e) => error!(
-                "config reload failed, keeping the old config: {}",
-                error_chain(&e)
-            ),
+            Err(e) => error!("config reload failed, keeping the old config: {}", error_chain(&e)),
         }
     }
 }
@@ -110,23 +96,11 @@ impl Daemon {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&snap.store.path)?);
         let milter = BoundListener::bind(&snap.milter.socket, snap.milter.socket_mode.0)
             .await
-            .map_err(|source| ServeError::Bind {
-                socket: snap.milter.socket.clone(),
-                source,
-            })?;
+            .map_err(|source| ServeError::Bind { socket: snap.milter.socket.clone(), source })?;
         let admin = BoundListener::bind(&snap.admin.socket, snap.admin.socket_mode.0)
             .await
-            .map_err(|source| ServeError::Bind {
-                socket: snap.admin.socket.clone(),
-                source,
-            })?;
-        Ok(Daemon {
-            config,
-            store,
-            clock: Arc::new(SystemClock),
-            milter,
-            admin,
-        })
+            .map_err(|source| ServeError::Bind { socket: snap.admin.socket.clone(), source })?;
+        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin })
     }
 
     /// The milter's local address (useful with `inet:127.0.0.1:0` in tests).
@@ -146,13 +120,7 @@ impl Daemon {
     /// Serves until `shutdown` resolves; then stops accepting, lets messages in
     /// flight finish (up to 30 s), closes sessions and removes its sockets.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-        let Daemon {
-            config,
-            store,
-            clock,
-            milter,
-            admin,
-        } = self;
+        let Daemon { config, store, clock, milter, admin } = self;
         let in_flight = Arc::new(InFlight::default());
         let source_config = config.clone();
         let source_store = store.clone();
@@ -170,10 +138,7 @@ impl Daemon {
             let callbacks = milter::callbacks(source, in_flight.clone());
             let listener = milter.gated(gate.clone());
             let mut stop = stop_rx.clone();
-            let milter_config = indymilter::Config {
-                max_connections: 1000,
-                ..Default::default()
-            };
+            let milter_config = indymilter::Config { max_connections: 1000, ..Default::default() };
             tokio::spawn(async move {
                 indymilter::run(listener, callbacks, milter_config, async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -183,18 +148,12 @@ impl Daemon {
         };
         let admin_task = {
             let mut stop = stop_rx.clone();
-            let app = admin::api::router(admin::api::ApiState {
-                store: store.clone(),
-                config: config.clone(),
-            });
+            let app = admin::api::router(admin::api::ApiState { store: store.clone(), config: config.clone() });
             tokio::spawn(admin::api::serve(admin, app, async move {
                 let _ = stop.wait_for(|s| *s).await;
             }))
         };
-        info!(
-            "bsm-milter serving relay domain {}",
-            config.snapshot().relay.domain
-        );
+        info!("bsm-milter serving relay domain {}", config.snapshot().relay.domain);
 
         shutdown.await;
         info!("shutting down: {} message(s) in flight", in_flight.count());
@@ -202,19 +161,14 @@ impl Daemon {
         for p in [&milter_cleanup, &admin_cleanup].into_iter().flatten() {
             let _ = std::fs::remove_file(p);
         }
-        if tokio::time::timeout(SHUTDOWN_GRACE, in_flight.idle())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, in_flight.idle()).await.is_err() {
             warn!(
                 "shutdown: {} message(s) still in flight after {SHUTDOWN_GRACE:?}; Postfix will tempfail them",
                 in_flight.count()
             );
         }
         let _ = stop_tx.send(true);
-        let milter_result = milter_task
-            .await
-            .map_err(|e| ServeError::Milter(std::io::Error::other(e)))?;
+        let milter_result = milter_task.await.map_err(|e| ServeError::Milter(std::io::Error::other(e)))?;
         let _ = admin_task.await;
         info!("stopped");
         milter_result.map_err(ServeError::Milter)

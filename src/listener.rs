@@ -13,10 +13,7 @@ use std::task::{Context, Poll};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 pub enum BoundListener {
-    Unix {
-        listener: UnixListener,
-        path: PathBuf,
-    },
+    Unix { listener: UnixListener, path: PathBuf },
     Tcp(TcpListener),
 }
 
@@ -44,10 +41,7 @@ impl BoundListener {
                 remove_stale(path)?;
                 let listener = UnixListener::bind(path)?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-                Ok(BoundListener::Unix {
-                    listener,
-                    path: path.clone(),
-                })
+                Ok(BoundListener::Unix { listener, path: path.clone() })
             }
             Socket::Inet(addr) => Ok(BoundListener::Tcp(TcpListener::bind(addr).await?)),
         }

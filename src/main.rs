@@ -10,11 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "bsm-milter",
-    version,
-    about = "Anonymous buyer-seller messaging for Postfix"
-)]
+#[command(name = "bsm-milter", version, about = "Anonymous buyer-seller messaging for Postfix")]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
@@ -41,6 +37,26 @@ enum Command {
     /// Pair aliases.
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Messages the relay decided on.
+    #[command(subcommand)]
+    Archive(ArchiveCmd),
+}
+
+#[derive(Subcommand)]
+enum ArchiveCmd {
+    /// List decided messages, oldest first.
+    List {
+        #[arg(long)]
+        seller: Option<String>,
+        #[arg(long)]
+        buyer: Option<String>,
+        #[arg(long)]
+        alias: Option<String>,
+        #[arg(long)]
+        order: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,29 +176,20 @@ fn load(path: &PathBuf) -> Result<Config, String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start runtime: {e}"))
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     let config = load(&cli.config)?;
     match cli.command {
         Command::CheckConfig => {
-            println!(
-                "{}: OK (relay domain {})",
-                cli.config.display(),
-                config.relay.domain
-            );
+            println!("{}: OK (relay domain {})", cli.config.display(), config.relay.domain);
             Ok(())
         }
         Command::Serve => {
             init_logging();
             let shared = SharedConfig::new(config, Some(cli.config.clone()));
-            runtime()?
-                .block_on(bsm_milter::serve(shared))
-                .map_err(|e| error_chain(&e))
+            runtime()?.block_on(bsm_milter::serve(shared)).map_err(|e| error_chain(&e))
         }
         other => {
             let client = Client::new(config.admin.socket.clone());
@@ -194,13 +201,8 @@ fn run(cli: Cli) -> Result<(), String> {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     // indymilter's own spans only at warn: one info line per decision is ours.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,indymilter=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,indymilter=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
 }
 
 fn print(value: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
@@ -215,11 +217,9 @@ fn s(v: &Value, key: &str) -> String {
     match &v[key] {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| x.as_str().map_or_else(|| x.to_string(), String::from))
-            .collect::<Vec<_>>()
-            .join(", "),
+        Value::Array(a) => {
+            a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), String::from)).collect::<Vec<_>>().join(", ")
+        }
         other => other.to_string(),
     }
 }
@@ -232,11 +232,7 @@ fn seller_text(v: &Value) -> String {
         s(v, "alias"),
         s(v, "service_address"),
         s(v, "approved_addresses"),
-        if v["opt_out_notices"] == json!(true) {
-            "on"
-        } else {
-            "off"
-        }
+        if v["opt_out_notices"] == json!(true) { "on" } else { "off" }
     )
 }
 
@@ -246,11 +242,7 @@ fn buyer_text(v: &Value) -> String {
         s(v, "id"),
         s(v, "email"),
         s(v, "name"),
-        if v["opted_out"] == json!(true) {
-            "yes"
-        } else {
-            "no"
-        }
+        if v["opted_out"] == json!(true) { "yes" } else { "no" }
     )
 }
 
@@ -258,48 +250,26 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
     let err = |e: bsm_milter::admin::client::ClientError| e.to_string();
     match command {
         Command::Seller(cmd) => match cmd {
-            SellerCmd::Add {
-                id,
-                name,
-                service_address,
-                approve,
-                json,
-            } => {
+            SellerCmd::Add { id, name, service_address, approve, json } => {
                 let body = json!({ "id": id, "name": name, "service_address": service_address, "approved_addresses": approve });
-                let v = client
-                    .request(Method::POST, "/v1/sellers", Some(body))
-                    .await
-                    .map_err(err)?;
+                let v = client.request(Method::POST, "/v1/sellers", Some(body)).await.map_err(err)?;
                 print(&v, json, seller_text);
             }
             SellerCmd::Approve { id, address } => {
                 let path = format!("/v1/sellers/{}/approved-addresses", segment(&id));
-                let v = client
-                    .request(Method::POST, &path, Some(json!({ "address": address })))
-                    .await
-                    .map_err(err)?;
+                let v = client.request(Method::POST, &path, Some(json!({ "address": address }))).await.map_err(err)?;
                 println!("{}", seller_text(&v));
             }
             SellerCmd::Revoke { id, address } => {
-                let path = format!(
-                    "/v1/sellers/{}/approved-addresses/{}",
-                    segment(&id),
-                    segment(&address)
-                );
-                let v = client
-                    .request(Method::DELETE, &path, None)
-                    .await
-                    .map_err(err)?;
+                let path = format!("/v1/sellers/{}/approved-addresses/{}", segment(&id), segment(&address));
+                let v = client.request(Method::DELETE, &path, None).await.map_err(err)?;
                 println!("{}", seller_text(&v));
             }
-            SellerCmd::Set {
-                id,
-                name,
-                service_address,
-                opt_out_notices,
-            } => {
+            SellerCmd::Set { id, name, service_address, opt_out_notices } => {
                 if name.is_none() && service_address.is_none() && opt_out_notices.is_none() {
-                    return Err("seller set: nothing to change (give --name, --service-address or --opt-out-notices)".into());
+                    return Err(
+                        "seller set: nothing to change (give --name, --service-address or --opt-out-notices)".into()
+                    );
                 }
                 let mut body = serde_json::Map::new();
                 if let Some(n) = name {
@@ -312,80 +282,44 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                     body.insert("opt_out_notices".into(), json!(matches!(o, OnOff::On)));
                 }
                 let path = format!("/v1/sellers/{}", segment(&id));
-                let v = client
-                    .request(Method::PATCH, &path, Some(Value::Object(body)))
-                    .await
-                    .map_err(err)?;
+                let v = client.request(Method::PATCH, &path, Some(Value::Object(body))).await.map_err(err)?;
                 println!("{}", seller_text(&v));
             }
             SellerCmd::Show { id, json } => {
-                let v = client
-                    .get(&format!("/v1/sellers/{}", segment(&id)))
-                    .await
-                    .map_err(err)?;
+                let v = client.get(&format!("/v1/sellers/{}", segment(&id))).await.map_err(err)?;
                 print(&v, json, seller_text);
             }
         },
         Command::Buyer(cmd) => match cmd {
-            BuyerCmd::Add {
-                id,
-                email,
-                name,
-                json,
-            } => {
+            BuyerCmd::Add { id, email, name, json } => {
                 let v = client
-                    .request(
-                        Method::POST,
-                        "/v1/buyers",
-                        Some(json!({ "id": id, "email": email, "name": name })),
-                    )
+                    .request(Method::POST, "/v1/buyers", Some(json!({ "id": id, "email": email, "name": name })))
                     .await
                     .map_err(err)?;
                 print(&v, json, buyer_text);
             }
             BuyerCmd::OptOut { id } => {
                 let v = client
-                    .request(
-                        Method::POST,
-                        &format!("/v1/buyers/{}/opt-out", segment(&id)),
-                        None,
-                    )
+                    .request(Method::POST, &format!("/v1/buyers/{}/opt-out", segment(&id)), None)
                     .await
                     .map_err(err)?;
                 println!("{}", buyer_text(&v));
             }
             BuyerCmd::OptIn { id } => {
                 let v = client
-                    .request(
-                        Method::POST,
-                        &format!("/v1/buyers/{}/opt-in", segment(&id)),
-                        None,
-                    )
+                    .request(Method::POST, &format!("/v1/buyers/{}/opt-in", segment(&id)), None)
                     .await
                     .map_err(err)?;
                 println!("{}", buyer_text(&v));
             }
             BuyerCmd::Show { id, json } => {
-                let v = client
-                    .get(&format!("/v1/buyers/{}", segment(&id)))
-                    .await
-                    .map_err(err)?;
+                let v = client.get(&format!("/v1/buyers/{}", segment(&id))).await.map_err(err)?;
                 print(&v, json, buyer_text);
             }
         },
-        Command::Order(OrderCmd::Add {
-            order_id,
-            seller,
-            buyer,
-            category,
-            json,
-        }) => {
-            let body =
-                json!({ "id": order_id, "seller": seller, "buyer": buyer, "category": category });
-            let v = client
-                .request(Method::POST, "/v1/orders", Some(body))
-                .await
-                .map_err(err)?;
+        Command::Order(OrderCmd::Add { order_id, seller, buyer, category, json }) => {
+            let body = json!({ "id": order_id, "seller": seller, "buyer": buyer, "category": category });
+            let v = client.request(Method::POST, "/v1/orders", Some(body)).await.map_err(err)?;
             print(&v, json, |v| {
                 format!(
                     "order {} (seller {}, buyer {}, category {})",
@@ -396,26 +330,15 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                 )
             });
         }
-        Command::Alias(AliasCmd::Get {
-            seller,
-            buyer,
-            json,
-        }) => {
+        Command::Alias(AliasCmd::Get { seller, buyer, json }) => {
             let v = client
-                .request(
-                    Method::POST,
-                    "/v1/aliases",
-                    Some(json!({ "seller": seller, "buyer": buyer })),
-                )
+                .request(Method::POST, "/v1/aliases", Some(json!({ "seller": seller, "buyer": buyer })))
                 .await
                 .map_err(err)?;
             print(&v, json, |v| s(v, "alias"));
         }
         Command::Alias(AliasCmd::Lookup { address, json }) => {
-            let v = client
-                .get(&format!("/v1/aliases/{}", segment(&address)))
-                .await
-                .map_err(err)?;
+            let v = client.get(&format!("/v1/aliases/{}", segment(&address))).await.map_err(err)?;
             print(&v, json, |v| {
                 format!(
                     "{} ({}): seller {}, buyer {}, orders: {}",
@@ -425,6 +348,33 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                     s(v, "buyer"),
                     s(v, "orders")
                 )
+            });
+        }
+        Command::Archive(ArchiveCmd::List { seller, buyer, alias, order, json }) => {
+            let query: Vec<String> = [("seller", seller), ("buyer", buyer), ("alias", alias), ("order", order)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={}", segment(&v))))
+                .collect();
+            let v = client.get(&format!("/v1/messages?{}", query.join("&"))).await.map_err(err)?;
+            print(&v, json, |v| {
+                let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                let mut out = format!(
+                    "{:<20}  {:<15}  {:<9}  {:<10}  {:<10}  {:<19}  SUBJECT",
+                    "AT", "DIRECTION", "DECISION", "SELLER", "BUYER", "ORDER"
+                );
+                for r in rows {
+                    out.push_str(&format!(
+                        "\n{:<20}  {:<15}  {:<9}  {:<10}  {:<10}  {:<19}  {}",
+                        s(r, "at"),
+                        s(r, "direction"),
+                        s(r, "decision"),
+                        s(r, "seller"),
+                        s(r, "buyer"),
+                        s(r, "order"),
+                        s(r, "subject")
+                    ));
+                }
+                out
             });
         }
         Command::Serve | Command::CheckConfig => unreachable!("handled before connecting"),

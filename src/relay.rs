@@ -7,9 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::{Refusal, Target, check_from_header, limits, optout};
 use crate::rewrite::{RawHeader, Rewrite, headers, ids, notice};
-use crate::store::{
-    Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError,
-};
+use crate::store::{Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError};
 use std::sync::Arc;
 
 /// The relay's dependencies: configuration snapshot, store, clock.
@@ -44,11 +42,7 @@ impl Relay {
             .expect("alias local parts are [a-z0-9] and the relay domain is validated")
     }
 
-    fn parties(
-        &self,
-        seller: &str,
-        buyer: Option<&str>,
-    ) -> Result<Option<(Seller, Option<Buyer>)>, StoreError> {
+    fn parties(&self, seller: &str, buyer: Option<&str>) -> Result<Option<(Seller, Option<Buyer>)>, StoreError> {
         let Some(seller) = self.store.seller(seller)? else {
             return Ok(None);
         };
@@ -77,29 +71,16 @@ impl Relay {
                 rewrite: Rewrite::default(),
                 summary: "passed through (no relay recipient)".into(),
             }),
-            Target::Bounce { to, seller, buyer } => {
-                self.bounce(*to, seller, buyer.as_deref(), rcpts, raw_headers)
-            }
-            Target::Conversation {
-                from,
-                seller,
-                buyer,
-            } if parsed.is_report => {
+            Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), rcpts, raw_headers),
+            Target::Conversation { from, seller, buyer } if parsed.is_report => {
                 self.bounce(from.other(), seller, Some(buyer), rcpts, raw_headers)
             }
-            Target::Conversation {
-                from,
-                seller,
-                buyer,
-            } => {
+            Target::Conversation { from, seller, buyer } => {
                 let Some((seller, Some(buyer))) = self.parties(seller, Some(buyer))? else {
                     return Ok(refuse(Refusal::UnknownRecipient, "party removed"));
                 };
                 if let Err(refusal) = check_from_header(target, &seller, &parsed.from) {
-                    return Ok(refuse(
-                        refusal,
-                        &format!("seller {} -> buyer {}", seller.id, buyer.id),
-                    ));
+                    return Ok(refuse(refusal, &format!("seller {} -> buyer {}", seller.id, buyer.id)));
                 }
                 self.conversation(*from, &seller, &buyer, &parsed, rcpts, raw_headers)
             }
@@ -112,12 +93,7 @@ impl Relay {
         let today = limits::day_of(self.clock.now());
         let (from, to) = limits::window(today, p.daily_limit_window_days);
         let orders = self.store.orders_in_days(seller, from, to)?;
-        let limit = limits::daily_limit(
-            p.daily_limit_base,
-            p.daily_limit_per_order,
-            p.daily_limit_window_days,
-            orders,
-        );
+        let limit = limits::daily_limit(p.daily_limit_base, p.daily_limit_per_order, p.daily_limit_window_days, orders);
         Ok(DailyAllowance { day: today, limit })
     }
 
@@ -139,15 +115,9 @@ impl Relay {
     ) -> Result<Verdict, StoreError> {
         let domain = self.config.relay.domain.as_str();
         let policy = &self.config.policy;
-        let refs = self
-            .store
-            .references(&seller.id, &buyer.id, from, &parsed.referenced())?;
+        let refs = self.store.references(&seller.id, &buyer.id, from, &parsed.referenced())?;
         let orders = self.store.orders_of_pair(&seller.id, &buyer.id)?;
-        let order = optout::order_concerned(
-            parsed.subject.as_deref(),
-            &orders,
-            &policy.order_id_pattern.0,
-        );
+        let order = optout::order_concerned(parsed.subject.as_deref(), &orders, &policy.order_id_pattern.0);
         let exemption = match from {
             Party::Seller if buyer.opted_out => Some(optout::decide(
                 &optout::Facts {
@@ -185,10 +155,7 @@ impl Relay {
             Recorded::Done { pair_alias, link } => (pair_alias, link),
             Recorded::OverLimit { .. } => {
                 let limit = allowance.map_or(0, |a| a.limit);
-                let refusal = Refusal::DailyLimit {
-                    limit,
-                    resets_in: limits::seconds_until_reset(self.clock.now()),
-                };
+                let refusal = Refusal::DailyLimit { limit, resets_in: limits::seconds_until_reset(self.clock.now()) };
                 return Ok(refuse(refusal, &direction(from, seller, buyer, "-")));
             }
         };
@@ -208,27 +175,15 @@ impl Relay {
         let pair_alias = self.alias(&pair_alias);
         let seller_alias = self.alias(&seller.alias);
         let recipient = from.other();
-        let translate =
-            |list: &[String]| ids::translate(list, &refs, recipient, &seller.id, &buyer.id);
-        let (in_reply_to, references) = (
-            translate(&parsed.in_reply_to),
-            translate(&parsed.references),
-        );
+        let translate = |list: &[String]| ids::translate(list, &refs, recipient, &seller.id, &buyer.id);
+        let (in_reply_to, references) = (translate(&parsed.in_reply_to), translate(&parsed.references));
         let (from_name, from_alias, rcpt_alias, rcpt_name, rcpt_real) = match from {
-            Party::Buyer => (
-                buyer.name.as_deref(),
-                &pair_alias,
-                &seller_alias,
-                Some(seller.name.as_str()),
-                &seller.service_address,
-            ),
-            Party::Seller => (
-                Some(seller.name.as_str()),
-                &seller_alias,
-                &pair_alias,
-                buyer.name.as_deref(),
-                &buyer.email,
-            ),
+            Party::Buyer => {
+                (buyer.name.as_deref(), &pair_alias, &seller_alias, Some(seller.name.as_str()), &seller.service_address)
+            }
+            Party::Seller => {
+                (Some(seller.name.as_str()), &seller_alias, &pair_alias, buyer.name.as_deref(), &buyer.email)
+            }
         };
         let edits = headers::rewrite(
             raw_headers,
@@ -258,15 +213,8 @@ impl Relay {
         if parsed.auto_submitted {
             notes.push("auto-submitted");
         }
-        let notes = if notes.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", notes.join(", "))
-        };
-        Ok(Verdict::Deliver {
-            rewrite,
-            summary: format!("{who}: delivered{notes}"),
-        })
+        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+        Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{notes}") })
     }
 
     fn bounce(
@@ -301,29 +249,17 @@ impl Relay {
             Party::Seller => format!("seller {}", seller.id),
             Party::Buyer => format!("buyer {}", buyer.map_or_else(String::new, |b| b.id)),
         };
-        Ok(Verdict::Deliver {
-            rewrite,
-            summary: format!("delivery report replaced by a notice to {whom}"),
-        })
+        Ok(Verdict::Deliver { rewrite, summary: format!("delivery report replaced by a notice to {whom}") })
     }
 }
 
 fn direction(from: Party, seller: &Seller, buyer: &Buyer, pair_alias: &str) -> String {
     match from {
-        Party::Buyer => format!(
-            "buyer {} -> seller {} (alias {pair_alias})",
-            buyer.id, seller.id
-        ),
-        Party::Seller => format!(
-            "seller {} -> buyer {} (alias {pair_alias})",
-            seller.id, buyer.id
-        ),
+        Party::Buyer => format!("buyer {} -> seller {} (alias {pair_alias})", buyer.id, seller.id),
+        Party::Seller => format!("seller {} -> buyer {} (alias {pair_alias})", seller.id, buyer.id),
     }
 }
 
 fn refuse(refusal: Refusal, who: &str) -> Verdict {
-    Verdict::Refuse {
-        summary: format!("{who}: refused ({})", refusal.reason()),
-        refusal,
-    }
+    Verdict::Refuse { summary: format!("{who}: refused ({})", refusal.reason()), refusal }
 }

@@ -16,16 +16,9 @@ fn check_config_accepts_the_sample_and_names_bad_keys() {
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/bsm-milter.toml");
     assert!(ok(sample.as_ref(), &["check-config"]).contains("OK"));
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[relay]\ndomain = \"m.example.com\"\n[policy]\ndaily_limit_bse = 3\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "[relay]\ndomain = \"m.example.com\"\n[policy]\ndaily_limit_bse = 3\n").unwrap();
     let err = fails(&bad, &["check-config"]);
-    assert!(
-        err.contains("daily_limit_bse") && err.contains("line 4"),
-        "{err}"
-    );
+    assert!(err.contains("daily_limit_bse") && err.contains("line 4"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let missing = fails(&dir.path().join("nope.toml"), &["check-config"]);
     assert!(missing.contains("nope.toml"), "{missing}");
@@ -53,28 +46,14 @@ fn admin_commands_round_trip_through_the_daemon() {
     ));
     assert_eq!(seller["id"], "S1");
     assert_eq!(seller["service_address"], "cs@shop1.example");
-    assert_eq!(
-        seller["approved_addresses"],
-        serde_json::json!(["sales@shop1.example"])
-    );
+    assert_eq!(seller["approved_addresses"], serde_json::json!(["sales@shop1.example"]));
     assert_eq!(seller["opt_out_notices"], true);
     let alias = seller["alias"].as_str().unwrap();
     let (local, domain) = alias.split_once('@').unwrap();
     assert_eq!((local.len(), domain), (15, "m.example.com"));
 
     ok(c, &["seller", "approve", "S1", "support@shop1.example"]);
-    ok(
-        c,
-        &[
-            "seller",
-            "set",
-            "S1",
-            "--name",
-            "Shop Uno",
-            "--opt-out-notices",
-            "off",
-        ],
-    );
+    ok(c, &["seller", "set", "S1", "--name", "Shop Uno", "--opt-out-notices", "off"]);
     let shown = json(&ok(c, &["seller", "show", "S1", "--json"]));
     assert_eq!(shown["name"], "Shop Uno");
     assert_eq!(shown["opt_out_notices"], false);
@@ -83,62 +62,25 @@ fn admin_commands_round_trip_through_the_daemon() {
     ok(c, &["seller", "revoke", "S1", "support@shop1.example"]);
     assert!(ok(c, &["seller", "show", "S1"]).contains("Shop Uno"));
 
-    let buyer = json(&ok(
-        c,
-        &[
-            "buyer",
-            "add",
-            "B1",
-            "--email",
-            "bob@buyer.example",
-            "--name",
-            "Bob",
-            "--json",
-        ],
-    ));
+    let buyer = json(&ok(c, &["buyer", "add", "B1", "--email", "bob@buyer.example", "--name", "Bob", "--json"]));
     assert_eq!(buyer["email"], "bob@buyer.example");
     ok(c, &["buyer", "opt-out", "B1"]);
-    assert_eq!(
-        json(&ok(c, &["buyer", "show", "B1", "--json"]))["opted_out"],
-        true
-    );
+    assert_eq!(json(&ok(c, &["buyer", "show", "B1", "--json"]))["opted_out"], true);
     ok(c, &["buyer", "opt-in", "B1"]);
-    ok(
-        c,
-        &[
-            "order",
-            "add",
-            "114-1234567-1234567",
-            "--seller",
-            "S1",
-            "--buyer",
-            "B1",
-            "--category",
-            "handmade",
-        ],
-    );
+    ok(c, &["order", "add", "114-1234567-1234567", "--seller", "S1", "--buyer", "B1", "--category", "handmade"]);
 
-    let pair = json(&ok(
-        c,
-        &["alias", "get", "--seller", "S1", "--buyer", "B1", "--json"],
-    ));
+    let pair = json(&ok(c, &["alias", "get", "--seller", "S1", "--buyer", "B1", "--json"]));
     assert_eq!(pair["seller"], "S1");
     assert_eq!(pair["buyer"], "B1");
     let pair_alias = pair["alias"].as_str().unwrap().to_string();
     assert_ne!(pair_alias, alias);
     // The same pair always gets the same alias.
-    assert_eq!(
-        ok(c, &["alias", "get", "--seller", "S1", "--buyer", "B1"]).trim(),
-        pair_alias
-    );
+    assert_eq!(ok(c, &["alias", "get", "--seller", "S1", "--buyer", "B1"]).trim(), pair_alias);
     let found = json(&ok(c, &["alias", "lookup", &pair_alias, "--json"]));
     assert_eq!(found["seller"], "S1");
     assert_eq!(found["buyer"], "B1");
     assert_eq!(found["orders"], serde_json::json!(["114-1234567-1234567"]));
-    assert_eq!(
-        json(&ok(c, &["alias", "lookup", alias, "--json"]))["kind"],
-        "seller"
-    );
+    assert_eq!(json(&ok(c, &["alias", "lookup", alias, "--json"]))["kind"], "seller");
     assert!(d.stop().success());
 }
 
@@ -150,69 +92,15 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     let c = &config;
     ok(
         c,
-        &[
-            "seller",
-            "add",
-            "S1",
-            "--name",
-            "One",
-            "--service-address",
-            "cs@one.example",
-            "--approve",
-            "a@one.example",
-        ],
+        &["seller", "add", "S1", "--name", "One", "--service-address", "cs@one.example", "--approve", "a@one.example"],
     );
     ok(c, &["buyer", "add", "B1", "--email", "bob@buyer.example"]);
 
     let cases: &[(&[&str], &str)] = &[
-        (
-            &[
-                "seller",
-                "add",
-                "S1",
-                "--name",
-                "Again",
-                "--service-address",
-                "cs@x.example",
-            ],
-            "already exists",
-        ),
-        (
-            &[
-                "seller",
-                "add",
-                "S2",
-                "--name",
-                "Two",
-                "--service-address",
-                "not-an-address",
-            ],
-            "service_address",
-        ),
-        (
-            &[
-                "seller",
-                "add",
-                "S2",
-                "--name",
-                "Two",
-                "--service-address",
-                "cs@m.example.com",
-            ],
-            "relay domain",
-        ),
-        (
-            &[
-                "seller",
-                "add",
-                "bad id!",
-                "--name",
-                "Two",
-                "--service-address",
-                "cs@two.example",
-            ],
-            "id",
-        ),
+        (&["seller", "add", "S1", "--name", "Again", "--service-address", "cs@x.example"], "already exists"),
+        (&["seller", "add", "S2", "--name", "Two", "--service-address", "not-an-address"], "service_address"),
+        (&["seller", "add", "S2", "--name", "Two", "--service-address", "cs@m.example.com"], "relay domain"),
+        (&["seller", "add", "bad id!", "--name", "Two", "--service-address", "cs@two.example"], "id"),
         (
             &[
                 "seller",
@@ -229,37 +117,12 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
         ),
         (&["seller", "show", "nobody"], "not found"),
         (&["seller", "approve", "S1", "x@"], "address"),
-        (
-            &["buyer", "add", "B2", "--email", "bob@buyer.example"],
-            "already registered",
-        ),
+        (&["buyer", "add", "B2", "--email", "bob@buyer.example"], "already registered"),
         (&["buyer", "opt-out", "nobody"], "not found"),
-        (
-            &["order", "add", "O1", "--seller", "S1", "--buyer", "nobody"],
-            "buyer",
-        ),
-        (
-            &[
-                "order",
-                "add",
-                "O1",
-                "--seller",
-                "S1",
-                "--buyer",
-                "B1",
-                "--category",
-                "wine & cheese",
-            ],
-            "category",
-        ),
-        (
-            &["alias", "get", "--seller", "S1", "--buyer", "nobody"],
-            "not found",
-        ),
-        (
-            &["alias", "lookup", "zzzzzzzzzzzzzzz@m.example.com"],
-            "not found",
-        ),
+        (&["order", "add", "O1", "--seller", "S1", "--buyer", "nobody"], "buyer"),
+        (&["order", "add", "O1", "--seller", "S1", "--buyer", "B1", "--category", "wine & cheese"], "category"),
+        (&["alias", "get", "--seller", "S1", "--buyer", "nobody"], "not found"),
+        (&["alias", "lookup", "zzzzzzzzzzzzzzz@m.example.com"], "not found"),
         (&["seller", "set", "S1"], "nothing to change"),
     ];
     for (args, expect) in cases {
@@ -270,10 +133,7 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     // Nothing half-applied: the refused S2 left no seller and no approved address behind.
     fails(c, &["seller", "show", "S2"]);
     let s1 = json(&ok(c, &["seller", "show", "S1", "--json"]));
-    assert_eq!(
-        s1["approved_addresses"],
-        serde_json::json!(["a@one.example"])
-    );
+    assert_eq!(s1["approved_addresses"], serde_json::json!(["a@one.example"]));
     // A missing flag is clap's error, with a non-zero exit.
     let o = cli(c, &["seller", "add", "S3", "--name", "Three"]);
     assert!(!o.status.success() && stderr(&o).contains("--service-address"));
@@ -294,39 +154,16 @@ fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
     d.signal("HUP");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !d.log_text().contains("config reload failed") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload error logged: {}",
-            d.log_text()
-        );
+        assert!(std::time::Instant::now() < deadline, "no reload error logged: {}", d.log_text());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(d.log_text().contains("bogus"), "{}", d.log_text());
     // Still serving with the old config.
-    ok(
-        &cli_config,
-        &[
-            "seller",
-            "add",
-            "S1",
-            "--name",
-            "One",
-            "--service-address",
-            "cs@one.example",
-        ],
-    );
-    std::fs::write(
-        &d.config,
-        good.replace("[relay]\n", "[relay]\nnotice_name = \"Relay\"\n"),
-    )
-    .unwrap();
+    ok(&cli_config, &["seller", "add", "S1", "--name", "One", "--service-address", "cs@one.example"]);
+    std::fs::write(&d.config, good.replace("[relay]\n", "[relay]\nnotice_name = \"Relay\"\n")).unwrap();
     d.signal("HUP");
     while !d.log_text().contains("config reloaded") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload logged: {}",
-            d.log_text()
-        );
+        assert!(std::time::Instant::now() < deadline, "no reload logged: {}", d.log_text());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(d.stop().success());
@@ -336,11 +173,7 @@ fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
 fn sigterm_removes_sockets_and_stale_sockets_are_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let d = Served::start(dir.path());
-    let (milter, admin, config) = (
-        d.milter_socket.clone(),
-        d.admin_socket.clone(),
-        d.config.clone(),
-    );
+    let (milter, admin, config) = (d.milter_socket.clone(), d.admin_socket.clone(), d.config.clone());
     let status = d.stop();
     assert!(status.success(), "{status:?}");
     assert!(!milter.exists() && !admin.exists());
@@ -351,17 +184,8 @@ fn sigterm_removes_sockets_and_stale_sockets_are_replaced() {
     assert!(milter.exists(), "SIGKILL leaves the socket file");
     let d = Served::start_with(dir.path(), config.clone());
     // A second daemon on the same sockets refuses to steal them.
-    let o = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .output()
-        .unwrap();
+    let o = std::process::Command::new(BIN).arg("--config").arg(&config).arg("serve").output().unwrap();
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("in use") || stderr(&o).contains("store"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("in use") || stderr(&o).contains("store"), "{}", stderr(&o));
     assert!(d.stop().success());
 }

@@ -5,150 +5,10 @@
 mod support;
 
 use mail_parser::MessageParser;
-use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
-use support::postfix::{PostfixRelay, RelayOptions, SinkMessage, send};
+use support::postfix::send;
 use support::process::{Served, ok};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-struct World {
-    _dir: tempfile::TempDir,
-    milter: Option<Served>,
-    postfix: PostfixRelay,
-    config: std::path::PathBuf,
-    seller_alias: String,
-    /// Pair aliases of (S1,B1) and (S1,B2).
-    s1b1: String,
-    s1b2: String,
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s.trim()).unwrap()
-}
-
-impl World {
-    fn start() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        // Postfix's smtpd runs as `postfix`: it must reach the socket.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let milter = Served::start(dir.path());
-        let c = milter.config.clone();
-        let s1 = json(&ok(
-            &c,
-            &[
-                "seller",
-                "add",
-                "S1",
-                "--name",
-                "Shop One",
-                "--service-address",
-                "cs@seller-corp.example",
-                "--approve",
-                "alice@seller-corp.example",
-                "--json",
-            ],
-        ));
-        ok(
-            &c,
-            &[
-                "seller",
-                "add",
-                "S2",
-                "--name",
-                "Shop Two",
-                "--service-address",
-                "cs@shop2.example",
-                "--approve",
-                "sales@shop2.example",
-            ],
-        );
-        ok(
-            &c,
-            &[
-                "buyer",
-                "add",
-                "B1",
-                "--email",
-                "bob@buyer-mail.example",
-                "--name",
-                "Bob Buyer",
-            ],
-        );
-        ok(
-            &c,
-            &["buyer", "add", "B2", "--email", "carol@carol-mail.example"],
-        );
-        let pair = |b: &str| {
-            json(&ok(
-                &c,
-                &["alias", "get", "--seller", "S1", "--buyer", b, "--json"],
-            ))["alias"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        };
-        let (s1b1, s1b2) = (pair("B1"), pair("B2"));
-        let postfix = PostfixRelay::start(RelayOptions {
-            milter_socket: milter.milter_socket.clone(),
-            relay_domain: "m.example.com".into(),
-            milter_default_action: "tempfail".into(),
-        });
-        World {
-            _dir: dir,
-            milter: Some(milter),
-            postfix,
-            config: c,
-            seller_alias: s1["alias"].as_str().unwrap().into(),
-            s1b1,
-            s1b2,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.postfix.smtp_port()
-    }
-}
-
-fn message(headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut m = String::new();
-    for (n, v) in headers {
-        m.push_str(&format!("{n}: {v}\r\n"));
-    }
-    m.push_str("\r\n");
-    m.push_str(body);
-    m.into_bytes()
-}
-
-fn header(msg: &SinkMessage, name: &str) -> Option<String> {
-    let parsed = MessageParser::new().parse(&msg.raw).unwrap();
-    parsed.header_raw(name).map(|v| v.trim().to_string())
-}
-
-/// No trace of `needles` in the raw message, nor in any decoded header value
-/// (RFC 2047, display names), nor in any decoded body part.
-fn assert_no_trace(msg: &SinkMessage, needles: &[&str]) {
-    let raw = String::from_utf8_lossy(&msg.raw).to_lowercase();
-    let parsed = MessageParser::new().parse(&msg.raw).unwrap();
-    let mut decoded = String::new();
-    for h in parsed.headers() {
-        decoded.push_str(&format!("{}: {:?}\n", h.name(), h.value()));
-    }
-    for i in 0..parsed.text_body_count().max(1) {
-        if let Some(t) = parsed.body_text(i) {
-            decoded.push_str(&t);
-        }
-    }
-    let decoded = decoded.to_lowercase();
-    for n in needles {
-        assert!(!raw.contains(n), "{n:?} found in raw message:\n{raw}");
-        assert!(
-            !decoded.contains(n),
-            "{n:?} found after decoding:\n{decoded}"
-        );
-    }
-}
+use support::world::{WAIT, World, assert_no_trace, header, json, message};
 
 #[test]
 fn buyer_and_seller_round_trip_and_thread() {
@@ -164,27 +24,13 @@ fn buyer_and_seller_round_trip_and_thread() {
         ],
         "Hello, is it in stock?\r\n",
     );
-    let (mail, rcpts, data) = send(
-        w.port(),
-        "bob@buyer-mail.example",
-        &[&w.seller_alias],
-        &original,
-    );
-    assert_eq!(
-        (mail.code, rcpts[0].code, data.unwrap().code),
-        (250, 250, 250)
-    );
+    let (mail, rcpts, data) = send(w.port(), "bob@buyer-mail.example", &[&w.seller_alias], &original);
+    assert_eq!((mail.code, rcpts[0].code, data.unwrap().code), (250, 250, 250));
     let got = w.postfix.wait_delivered(1, WAIT).remove(0);
     assert_eq!(got.mail_from, w.s1b1, "envelope sender is the pair alias");
     assert_eq!(got.rcpt_to, ["cs@seller-corp.example"]);
-    assert_eq!(
-        header(&got, "From").unwrap(),
-        format!("\"Bob Buyer\" <{}>", w.s1b1)
-    );
-    assert_eq!(
-        header(&got, "To").unwrap(),
-        "\"Shop One\" <cs@seller-corp.example>"
-    );
+    assert_eq!(header(&got, "From").unwrap(), format!("\"Bob Buyer\" <{}>", w.s1b1));
+    assert_eq!(header(&got, "To").unwrap(), "\"Shop One\" <cs@seller-corp.example>");
     assert!(header(&got, "Received").is_none(), "{}", got.header_block());
     let relay_id = header(&got, "Message-ID").unwrap();
     assert!(relay_id.ends_with("@m.example.com>"), "{relay_id}");
@@ -205,28 +51,13 @@ fn buyer_and_seller_round_trip_and_thread() {
     let (_, rcpts, data) = send(w.port(), "alice@seller-corp.example", &[&w.s1b1], &reply);
     assert_eq!((rcpts[0].code, data.unwrap().code), (250, 250));
     let got = w.postfix.wait_delivered(2, WAIT).remove(1);
-    assert_eq!(
-        got.mail_from, w.seller_alias,
-        "envelope sender is the seller alias"
-    );
+    assert_eq!(got.mail_from, w.seller_alias, "envelope sender is the seller alias");
     assert_eq!(got.rcpt_to, ["bob@buyer-mail.example"]);
-    assert_eq!(
-        header(&got, "From").unwrap(),
-        format!("\"Shop One\" <{}>", w.seller_alias)
-    );
-    assert_eq!(
-        header(&got, "To").unwrap(),
-        "\"Bob Buyer\" <bob@buyer-mail.example>"
-    );
+    assert_eq!(header(&got, "From").unwrap(), format!("\"Shop One\" <{}>", w.seller_alias));
+    assert_eq!(header(&got, "To").unwrap(), "\"Bob Buyer\" <bob@buyer-mail.example>");
     // The buyer's client threads the reply under the buyer's own Message-ID.
-    assert_eq!(
-        header(&got, "In-Reply-To").unwrap(),
-        "<q1@buyer-mail.example>"
-    );
-    assert_eq!(
-        header(&got, "References").unwrap(),
-        "<q1@buyer-mail.example>"
-    );
+    assert_eq!(header(&got, "In-Reply-To").unwrap(), "<q1@buyer-mail.example>");
+    assert_eq!(header(&got, "References").unwrap(), "<q1@buyer-mail.example>");
     let seller_relay_id = header(&got, "Message-ID").unwrap();
     assert_no_trace(&got, &["alice", "seller-corp"]);
 
@@ -238,28 +69,14 @@ fn buyer_and_seller_round_trip_and_thread() {
             ("Subject", "Re: Re: Is the blue one in stock?"),
             ("Message-ID", "<q2@buyer-mail.example>"),
             ("In-Reply-To", &seller_relay_id),
-            (
-                "References",
-                &format!("<q1@buyer-mail.example> {seller_relay_id}"),
-            ),
+            ("References", &format!("<q1@buyer-mail.example> {seller_relay_id}")),
         ],
         "Great, thanks.\r\n",
     );
-    send(
-        w.port(),
-        "bob@buyer-mail.example",
-        &[&w.seller_alias],
-        &answer,
-    );
+    send(w.port(), "bob@buyer-mail.example", &[&w.seller_alias], &answer);
     let got = w.postfix.wait_delivered(3, WAIT).remove(2);
-    assert_eq!(
-        header(&got, "In-Reply-To").unwrap(),
-        "<r1@seller-corp.example>"
-    );
-    assert_eq!(
-        header(&got, "References").unwrap(),
-        format!("{relay_id} <r1@seller-corp.example>")
-    );
+    assert_eq!(header(&got, "In-Reply-To").unwrap(), "<r1@seller-corp.example>");
+    assert_eq!(header(&got, "References").unwrap(), format!("{relay_id} <r1@seller-corp.example>"));
     assert_no_trace(&got, &["bob@", "buyer-mail.example", "q1@", "q2@"]);
 }
 
@@ -269,30 +86,10 @@ fn unauthorised_senders_are_refused_and_nothing_is_delivered() {
     let body = message(&[("From", "x@x.example"), ("Subject", "hi")], "hi\r\n");
     let cases = [
         ("stranger", "eve@evil.example", w.s1b1.clone(), "550 5.1.1"),
-        (
-            "unknown alias",
-            "bob@buyer-mail.example",
-            "zzzzzzzzzzzzzzz@m.example.com".to_string(),
-            "550 5.1.1",
-        ),
-        (
-            "another seller",
-            "sales@shop2.example",
-            w.s1b1.clone(),
-            "550 5.7.1",
-        ),
-        (
-            "seller to seller",
-            "sales@shop2.example",
-            w.seller_alias.clone(),
-            "550 5.7.1",
-        ),
-        (
-            "unapproved address of the right seller",
-            "intern@seller-corp.example",
-            w.s1b1.clone(),
-            "550 5.7.1",
-        ),
+        ("unknown alias", "bob@buyer-mail.example", "zzzzzzzzzzzzzzz@m.example.com".to_string(), "550 5.1.1"),
+        ("another seller", "sales@shop2.example", w.s1b1.clone(), "550 5.7.1"),
+        ("seller to seller", "sales@shop2.example", w.seller_alias.clone(), "550 5.7.1"),
+        ("unapproved address of the right seller", "intern@seller-corp.example", w.s1b1.clone(), "550 5.7.1"),
     ];
     let mut texts = Vec::new();
     for (what, from, rcpt, expect) in &cases {
@@ -305,14 +102,7 @@ fn unauthorised_senders_are_refused_and_nothing_is_delivered() {
     // Stranger and unknown alias: the same reply, byte for byte.
     assert_eq!(texts[0], texts[1]);
     // A seller From: header that is not approved is refused at end of message.
-    let forged = message(
-        &[
-            ("From", "boss@seller-corp.example"),
-            ("To", &w.s1b1),
-            ("Subject", "hi"),
-        ],
-        "hi\r\n",
-    );
+    let forged = message(&[("From", "boss@seller-corp.example"), ("To", &w.s1b1), ("Subject", "hi")], "hi\r\n");
     let (_, rcpts, data) = send(w.port(), "alice@seller-corp.example", &[&w.s1b1], &forged);
     assert_eq!(rcpts[0].code, 250);
     let data = data.unwrap();
@@ -332,18 +122,9 @@ fn second_buyer_gets_452_and_the_first_copy_names_no_other_alias() {
         ],
         "Dear customer\r\n",
     );
-    let (_, rcpts, data) = send(
-        w.port(),
-        "alice@seller-corp.example",
-        &[&w.s1b1, &w.s1b2],
-        &msg,
-    );
+    let (_, rcpts, data) = send(w.port(), "alice@seller-corp.example", &[&w.s1b1, &w.s1b2], &msg);
     assert_eq!(rcpts[0].code, 250);
-    assert!(
-        rcpts[1].code == 452 && rcpts[1].text.contains("4.5.3"),
-        "{:?}",
-        rcpts[1]
-    );
+    assert!(rcpts[1].code == 452 && rcpts[1].text.contains("4.5.3"), "{:?}", rcpts[1]);
     assert_eq!(data.unwrap().code, 250);
     let got = w.postfix.wait_delivered(1, WAIT).remove(0);
     assert_eq!(got.rcpt_to, ["bob@buyer-mail.example"]);
@@ -359,28 +140,13 @@ fn leaky_headers_leave_no_trace_of_the_sender() {
                 "Received",
                 "from mail.seller-corp.example (mail.seller-corp.example [192.0.2.7]) by mx.seller-corp.example",
             ),
-            (
-                "DKIM-Signature",
-                "v=1; a=rsa-sha256; d=seller-corp.example; s=sel; h=from; bh=x; b=y",
-            ),
-            (
-                "From",
-                "\"alice@seller-corp.example\" <alice@seller-corp.example>",
-            ),
+            ("DKIM-Signature", "v=1; a=rsa-sha256; d=seller-corp.example; s=sel; h=from; bh=x; b=y"),
+            ("From", "\"alice@seller-corp.example\" <alice@seller-corp.example>"),
             ("Sender", "Alice <alice@seller-corp.example>"),
             ("Reply-To", "alice.private@seller-corp.example"),
-            (
-                "To",
-                &format!(
-                    "=?utf-8?B?{}?= <{}>",
-                    "YWxpY2VAc2VsbGVyLWNvcnAuZXhhbXBsZQ==", w.s1b1
-                ),
-            ),
+            ("To", &format!("=?utf-8?B?{}?= <{}>", "YWxpY2VAc2VsbGVyLWNvcnAuZXhhbXBsZQ==", w.s1b1)),
             ("Cc", "Alice Boss <boss@seller-corp.example>"),
-            (
-                "Subject",
-                "=?utf-8?Q?Write_to_alice=40seller-corp.example?=",
-            ),
+            ("Subject", "=?utf-8?Q?Write_to_alice=40seller-corp.example?="),
             ("Message-ID", "<leak1@seller-corp.example>"),
             ("X-Originating-IP", "[192.0.2.7]"),
             ("X-Mailer", "SellerCorp Mailer"),
@@ -396,13 +162,8 @@ fn leaky_headers_leave_no_trace_of_the_sender() {
     assert_eq!((rcpts[0].code, data.unwrap().code), (250, 250));
     let got = w.postfix.wait_delivered(1, WAIT).remove(0);
     assert_no_trace(&got, &["alice", "seller-corp", "192.0.2.7", "sellercorp"]);
-    let names: Vec<String> = MessageParser::new()
-        .parse(&got.raw)
-        .unwrap()
-        .headers()
-        .iter()
-        .map(|h| h.name().to_string())
-        .collect();
+    let names: Vec<String> =
+        MessageParser::new().parse(&got.raw).unwrap().headers().iter().map(|h| h.name().to_string()).collect();
     for gone in [
         "Received",
         "Reply-To",
@@ -413,10 +174,7 @@ fn leaky_headers_leave_no_trace_of_the_sender() {
         "Disposition-Notification-To",
         "List-Unsubscribe",
     ] {
-        assert!(
-            !names.iter().any(|n| n.eq_ignore_ascii_case(gone)),
-            "{gone} survived: {names:?}"
-        );
+        assert!(!names.iter().any(|n| n.eq_ignore_ascii_case(gone)), "{gone} survived: {names:?}");
     }
     assert_eq!(header(&got, "Subject").unwrap(), "Write to [email removed]");
 }
@@ -426,17 +184,11 @@ fn delivery_report_to_the_seller_alias_becomes_a_notice() {
     let w = World::start();
     let dsn = message(
         &[
-            (
-                "From",
-                "Mail Delivery System <MAILER-DAEMON@mx.buyer-mail.example>",
-            ),
+            ("From", "Mail Delivery System <MAILER-DAEMON@mx.buyer-mail.example>"),
             ("To", &w.seller_alias),
             ("Subject", "Undelivered Mail Returned to Sender"),
             ("MIME-Version", "1.0"),
-            (
-                "Content-Type",
-                "multipart/report; report-type=delivery-status; boundary=\"B\"",
-            ),
+            ("Content-Type", "multipart/report; report-type=delivery-status; boundary=\"B\""),
         ],
         "--B\r\nContent-Type: text/plain\r\n\r\n<bob@buyer-mail.example>: mailbox full\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822; bob@buyer-mail.example\r\nAction: failed\r\nStatus: 5.2.2\r\n\r\n--B--\r\n",
     );
@@ -446,47 +198,27 @@ fn delivery_report_to_the_seller_alias_becomes_a_notice() {
     assert_eq!(got.mail_from, "");
     assert_eq!(got.rcpt_to, ["cs@seller-corp.example"]);
     let parsed = MessageParser::new().parse(&got.raw).unwrap();
-    assert!(
-        parsed
-            .body_text(0)
-            .unwrap()
-            .contains("The buyer can still read your message")
-    );
+    assert!(parsed.body_text(0).unwrap().contains("The buyer can still read your message"));
     assert_no_trace(&got, &["bob", "buyer-mail"]);
 }
 
 #[test]
 fn milter_down_means_tempfail_and_restart_keeps_every_alias() {
     let mut w = World::start();
-    let before = ok(
-        &w.config,
-        &["alias", "get", "--seller", "S1", "--buyer", "B1"],
-    );
+    let before = ok(&w.config, &["alias", "get", "--seller", "S1", "--buyer", "B1"]);
     assert!(w.milter.take().unwrap().stop().success());
-    let msg = message(
-        &[("From", "bob@buyer-mail.example"), ("Subject", "hi")],
-        "hi\r\n",
-    );
+    let msg = message(&[("From", "bob@buyer-mail.example"), ("Subject", "hi")], "hi\r\n");
     let (mail, rcpts, data) = send(w.port(), "bob@buyer-mail.example", &[&w.seller_alias], &msg);
     // Postfix answers 451 4.7.1 at MAIL (the RCPT then gets "503 need MAIL").
     assert_eq!(mail.code, 451, "{mail:?}");
     assert!(rcpts[0].code != 250 && data.is_none(), "{rcpts:?}");
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        w.postfix.delivered().is_empty(),
-        "delivered while the milter was down"
-    );
+    assert!(w.postfix.delivered().is_empty(), "delivered while the milter was down");
 
     // Same store, new process: every alias is as it was, and mail flows again.
     let dir = w.config.parent().unwrap().to_path_buf();
     let milter = Served::start_with(&dir, w.config.clone());
-    assert_eq!(
-        ok(
-            &w.config,
-            &["alias", "get", "--seller", "S1", "--buyer", "B1"]
-        ),
-        before
-    );
+    assert_eq!(ok(&w.config, &["alias", "get", "--seller", "S1", "--buyer", "B1"]), before);
     let seller = json(&ok(&w.config, &["seller", "show", "S1", "--json"]));
     assert_eq!(seller["alias"], w.seller_alias.as_str());
     let (_, rcpts, data) = send(w.port(), "bob@buyer-mail.example", &[&w.seller_alias], &msg);
@@ -499,25 +231,13 @@ fn milter_down_means_tempfail_and_restart_keeps_every_alias() {
 #[test]
 fn what_was_acknowledged_survives_sigkill() {
     let mut w = World::start();
-    ok(
-        &w.config,
-        &["buyer", "add", "B3", "--email", "dana@dana-mail.example"],
-    );
+    ok(&w.config, &["buyer", "add", "B3", "--email", "dana@dana-mail.example"]);
     // B3's first message creates its pair alias and Message-ID map at end of message.
     let first = message(
-        &[
-            ("From", "dana@dana-mail.example"),
-            ("Subject", "Hello"),
-            ("Message-ID", "<d1@dana-mail.example>"),
-        ],
+        &[("From", "dana@dana-mail.example"), ("Subject", "Hello"), ("Message-ID", "<d1@dana-mail.example>")],
         "Hi\r\n",
     );
-    let (_, rcpts, data) = send(
-        w.port(),
-        "dana@dana-mail.example",
-        &[&w.seller_alias],
-        &first,
-    );
+    let (_, rcpts, data) = send(w.port(), "dana@dana-mail.example", &[&w.seller_alias], &first);
     assert_eq!((rcpts[0].code, data.unwrap().code), (250, 250));
     w.milter.take().unwrap().kill();
     let got = w.postfix.wait_delivered(1, WAIT).remove(0);
@@ -527,10 +247,7 @@ fn what_was_acknowledged_survives_sigkill() {
     let dir = w.config.parent().unwrap().to_path_buf();
     w.milter = Some(Served::start_with(&dir, w.config.clone()));
     let found = json(&ok(&w.config, &["alias", "lookup", &pair_alias, "--json"]));
-    assert_eq!(
-        (found["seller"].as_str(), found["buyer"].as_str()),
-        (Some("S1"), Some("B3"))
-    );
+    assert_eq!((found["seller"].as_str(), found["buyer"].as_str()), (Some("S1"), Some("B3")));
     let reply = message(
         &[
             ("From", "alice@seller-corp.example"),
@@ -540,17 +257,9 @@ fn what_was_acknowledged_survives_sigkill() {
         ],
         "Hello Dana\r\n",
     );
-    let (_, rcpts, data) = send(
-        w.port(),
-        "alice@seller-corp.example",
-        &[&pair_alias],
-        &reply,
-    );
+    let (_, rcpts, data) = send(w.port(), "alice@seller-corp.example", &[&pair_alias], &reply);
     assert_eq!((rcpts[0].code, data.unwrap().code), (250, 250));
     let got = w.postfix.wait_delivered(2, WAIT).remove(1);
     assert_eq!(got.rcpt_to, ["dana@dana-mail.example"]);
-    assert_eq!(
-        header(&got, "In-Reply-To").unwrap(),
-        "<d1@dana-mail.example>"
-    );
+    assert_eq!(header(&got, "In-Reply-To").unwrap(), "<d1@dana-mail.example>");
 }

@@ -7,13 +7,8 @@ use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection, 
 use support::daemon::{Parties, TestDaemon};
 
 async fn open(d: &TestDaemon) -> TestConnection {
-    let mut conn = TestConnection::configure()
-        .open_tcp(d.milter)
-        .await
-        .unwrap();
-    conn.macros(MacroStage::Mail, [("i", "QID1")])
-        .await
-        .unwrap();
+    let mut conn = TestConnection::configure().open_tcp(d.milter).await.unwrap();
+    conn.macros(MacroStage::Mail, [("i", "QID1")]).await.unwrap();
     conn
 }
 
@@ -23,9 +18,7 @@ fn b(s: &str) -> String {
 
 fn reply_text(status: &Status) -> String {
     match status {
-        Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => {
-            m.to_string_lossy().into_owned()
-        }
+        Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => m.to_string_lossy().into_owned(),
         other => panic!("expected a reply with text, got {other:?}"),
     }
 }
@@ -38,8 +31,7 @@ async fn send_headers(conn: &mut TestConnection, headers: &[(&str, &str)]) {
 
 fn header_value(actions: &[EomAction], name: &str) -> Option<String> {
     actions.iter().find_map(|a| match a {
-        EomAction::ChangeHeader { name: n, value, .. }
-        | EomAction::AddHeader { name: n, value }
+        EomAction::ChangeHeader { name: n, value, .. } | EomAction::AddHeader { name: n, value }
             if n.to_str().unwrap().eq_ignore_ascii_case(name) =>
         {
             Some(value.to_string_lossy().into_owned())
@@ -51,10 +43,7 @@ fn header_value(actions: &[EomAction], name: &str) -> Option<String> {
 #[tokio::test]
 async fn negotiates_only_what_it_uses() {
     let d = TestDaemon::start().await;
-    let conn = TestConnection::configure()
-        .open_tcp(d.milter)
-        .await
-        .unwrap();
+    let conn = TestConnection::configure().open_tcp(d.milter).await.unwrap();
     let opts = conn.negotiated_opts();
     // No connect/helo/body callbacks: Postfix does not send those stages.
     assert!(opts.contains(ProtoOpts::NO_CONNECT | ProtoOpts::NO_HELO | ProtoOpts::NO_BODY));
@@ -68,10 +57,7 @@ async fn buyer_to_seller_is_rewritten_to_the_pair_alias() {
     let d = TestDaemon::start().await;
     let p: Parties = d.parties().await;
     let mut conn = open(&d).await;
-    assert_eq!(
-        conn.mail(["<Bob@Buyer.example>"]).await.unwrap(),
-        Status::Continue
-    );
+    assert_eq!(conn.mail(["<Bob@Buyer.example>"]).await.unwrap(), Status::Continue);
     assert_eq!(conn.rcpt([b(&p.s1_alias)]).await.unwrap(), Status::Continue);
     assert_eq!(conn.data().await.unwrap(), Status::Continue);
     send_headers(
@@ -94,10 +80,7 @@ async fn buyer_to_seller_is_rewritten_to_the_pair_alias() {
     assert!(actions.has_change_header("To", 1, "\"Shop One\" <cs@shop1.example>"));
     assert!(actions.has_delete_header("Reply-To", 1));
     let mid = header_value(&actions.actions, "Message-ID").unwrap();
-    assert!(
-        mid.ends_with("@m.example.com>") && !mid.contains("buyer.example"),
-        "{mid}"
-    );
+    assert!(mid.ends_with("@m.example.com>") && !mid.contains("buyer.example"), "{mid}");
     conn.close().await.unwrap();
     d.stop().await;
 }
@@ -112,14 +95,7 @@ async fn end_of_message_is_idempotent_across_retries() {
         conn.mail(["<bob@buyer.example>"]).await.unwrap();
         conn.rcpt([b(&p.s1_alias)]).await.unwrap();
         conn.data().await.unwrap();
-        send_headers(
-            &mut conn,
-            &[
-                ("From", "bob@buyer.example"),
-                ("Message-ID", "<retry@buyer.example>"),
-            ],
-        )
-        .await;
+        send_headers(&mut conn, &[("From", "bob@buyer.example"), ("Message-ID", "<retry@buyer.example>")]).await;
         let (actions, _) = conn.eom().await.unwrap();
         ids.push(header_value(&actions.actions, "Message-ID").unwrap());
         conn.close().await.unwrap();
@@ -136,14 +112,8 @@ async fn strangers_and_unknown_aliases_get_one_identical_reply() {
     for (from, rcpt) in [
         ("<eve@evil.example>", b(&p.s1b1)),
         ("<eve@evil.example>", b(&p.s1_alias)),
-        (
-            "<bob@buyer.example>",
-            "<zzzzzzzzzzzzzzz@m.example.com>".to_string(),
-        ),
-        (
-            "<eve@evil.example>",
-            "<postmaster@m.example.com>".to_string(),
-        ),
+        ("<bob@buyer.example>", "<zzzzzzzzzzzzzzz@m.example.com>".to_string()),
+        ("<eve@evil.example>", "<postmaster@m.example.com>".to_string()),
     ] {
         let mut conn = open(&d).await;
         conn.mail([from]).await.unwrap();
@@ -160,21 +130,9 @@ async fn sellers_are_refused_outside_their_own_buyers() {
     let d = TestDaemon::start().await;
     let p = d.parties().await;
     for (from, rcpt, expect) in [
-        (
-            "<sales@shop2.example>",
-            b(&p.s1b1),
-            "550 5.7.1 This buyer alias belongs to another seller",
-        ),
-        (
-            "<sales@shop2.example>",
-            b(&p.s1_alias),
-            "550 5.7.1 Sellers may not write to other sellers",
-        ),
-        (
-            "<intern@shop1.example>",
-            b(&p.s1b1),
-            "550-5.7.1 This sending address is not approved",
-        ),
+        ("<sales@shop2.example>", b(&p.s1b1), "550 5.7.1 This buyer alias belongs to another seller"),
+        ("<sales@shop2.example>", b(&p.s1_alias), "550 5.7.1 Sellers may not write to other sellers"),
+        ("<intern@shop1.example>", b(&p.s1b1), "550-5.7.1 This sending address is not approved"),
     ] {
         let mut conn = open(&d).await;
         conn.mail([from]).await.unwrap();
@@ -193,16 +151,9 @@ async fn seller_from_header_must_be_approved_too() {
     conn.mail(["<sales@shop1.example>"]).await.unwrap();
     assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue);
     conn.data().await.unwrap();
-    send_headers(
-        &mut conn,
-        &[("From", "Boss <boss@shop1.example>"), ("Subject", "hi")],
-    )
-    .await;
+    send_headers(&mut conn, &[("From", "Boss <boss@shop1.example>"), ("Subject", "hi")]).await;
     let (actions, status) = conn.eom().await.unwrap();
-    assert!(
-        reply_text(&status).starts_with("550-5.7.1 The From: address"),
-        "{status:?}"
-    );
+    assert!(reply_text(&status).starts_with("550-5.7.1 The From: address"), "{status:?}");
     assert!(actions.actions.is_empty());
     conn.close().await.unwrap();
     d.stop().await;
@@ -223,10 +174,7 @@ async fn one_counterpart_per_message() {
     // And the other way round: outside first, then an alias.
     let mut conn = open(&d).await;
     conn.mail(["<sales@shop1.example>"]).await.unwrap();
-    assert_eq!(
-        conn.rcpt(["<someone@else.example>"]).await.unwrap(),
-        Status::Continue
-    );
+    assert_eq!(conn.rcpt(["<someone@else.example>"]).await.unwrap(), Status::Continue);
     assert!(reply_text(&conn.rcpt([b(&p.s1b1)]).await.unwrap()).starts_with("452 4.5.3 "));
     conn.close().await.unwrap();
     d.stop().await;
@@ -237,10 +185,7 @@ async fn mail_without_relay_recipients_passes_untouched() {
     let d = TestDaemon::start().await;
     let mut conn = open(&d).await;
     conn.mail(["<anyone@a.example>"]).await.unwrap();
-    assert_eq!(
-        conn.rcpt(["<other@b.example>"]).await.unwrap(),
-        Status::Continue
-    );
+    assert_eq!(conn.rcpt(["<other@b.example>"]).await.unwrap(), Status::Continue);
     assert_eq!(conn.data().await.unwrap(), Status::Accept);
     conn.close().await.unwrap();
     d.stop().await;
@@ -259,10 +204,7 @@ async fn delivery_report_to_a_seller_alias_becomes_a_relay_notice() {
         &[
             ("From", "MAILER-DAEMON@mx.buyer.example"),
             ("Subject", "Undelivered Mail Returned to Sender"),
-            (
-                "Content-Type",
-                "multipart/report; report-type=delivery-status; boundary=\"b\"",
-            ),
+            ("Content-Type", "multipart/report; report-type=delivery-status; boundary=\"b\""),
         ],
     )
     .await;
@@ -271,10 +213,7 @@ async fn delivery_report_to_a_seller_alias_becomes_a_relay_notice() {
     assert!(actions.has_delete_recipient(b(&p.s1_alias).as_str()));
     assert!(actions.has_add_recipient("<cs@shop1.example>", any()));
     assert!(actions.has_delete_header("From", 1) && actions.has_delete_header("Content-Type", 1));
-    assert_eq!(
-        header_value(&actions.actions, "Subject").as_deref(),
-        Some("Undelivered message to a buyer")
-    );
+    assert_eq!(header_value(&actions.actions, "Subject").as_deref(), Some("Undelivered message to a buyer"));
     let body: Vec<u8> = actions
         .actions
         .iter()
@@ -285,10 +224,7 @@ async fn delivery_report_to_a_seller_alias_becomes_a_relay_notice() {
         .flatten()
         .collect();
     let body = String::from_utf8(body).unwrap();
-    assert!(
-        body.contains("The buyer can still read your message"),
-        "{body}"
-    );
+    assert!(body.contains("The buyer can still read your message"), "{body}");
     assert!(!body.contains("buyer.example"));
     conn.close().await.unwrap();
     d.stop().await;
@@ -304,33 +240,16 @@ async fn shutdown_lets_the_message_in_flight_finish() {
     let milter = d.milter;
     let stopping = tokio::spawn(d.stop());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        !stopping.is_finished(),
-        "shutdown must wait for the message in flight"
-    );
+    assert!(!stopping.is_finished(), "shutdown must wait for the message in flight");
     // No new sessions once shutdown began.
-    let late = tokio::time::timeout(
-        std::time::Duration::from_millis(500),
-        TestConnection::open(milter),
-    )
-    .await;
-    assert!(
-        !matches!(late, Ok(Ok(_))),
-        "a new session was accepted during shutdown"
-    );
+    let late = tokio::time::timeout(std::time::Duration::from_millis(500), TestConnection::open(milter)).await;
+    assert!(!matches!(late, Ok(Ok(_))), "a new session was accepted during shutdown");
     conn.data().await.unwrap();
-    send_headers(
-        &mut conn,
-        &[("From", "bob@buyer.example"), ("Subject", "last one")],
-    )
-    .await;
+    send_headers(&mut conn, &[("From", "bob@buyer.example"), ("Subject", "last one")]).await;
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
     assert!(actions.has_add_recipient("<cs@shop1.example>", any()));
-    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping).await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -343,11 +262,7 @@ async fn auto_replies_are_relayed_and_marked_and_trigger_nothing() {
     conn.data().await.unwrap();
     send_headers(
         &mut conn,
-        &[
-            ("From", "sales@shop1.example"),
-            ("Subject", "Out of office"),
-            ("Auto-Submitted", "auto-replied"),
-        ],
+        &[("From", "sales@shop1.example"), ("Subject", "Out of office"), ("Auto-Submitted", "auto-replied")],
     )
     .await;
     let (actions, status) = conn.eom().await.unwrap();
@@ -355,19 +270,10 @@ async fn auto_replies_are_relayed_and_marked_and_trigger_nothing() {
     // Kept, so the buyer's own vacation responder does not answer it back.
     assert!(!actions.has_delete_header("Auto-Submitted", 1));
     // Delivered to the buyer and nowhere else: no notice, no extra recipient.
-    let added: Vec<_> = actions
-        .actions
-        .iter()
-        .filter(|a| matches!(a, EomAction::AddRecipient { .. }))
-        .collect();
+    let added: Vec<_> = actions.actions.iter().filter(|a| matches!(a, EomAction::AddRecipient { .. })).collect();
     assert_eq!(added.len(), 1);
     assert!(actions.has_add_recipient("<bob@buyer.example>", any()));
-    assert!(
-        !actions
-            .actions
-            .iter()
-            .any(|a| matches!(a, EomAction::ReplaceBody { .. }))
-    );
+    assert!(!actions.actions.iter().any(|a| matches!(a, EomAction::ReplaceBody { .. })));
     conn.close().await.unwrap();
     d.stop().await;
 }
@@ -380,14 +286,7 @@ async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
     conn.mail(["<>"]).await.unwrap();
     assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue);
     conn.data().await.unwrap();
-    send_headers(
-        &mut conn,
-        &[
-            ("From", "MAILER-DAEMON@mx.shop1.example"),
-            ("Subject", "failure notice"),
-        ],
-    )
-    .await;
+    send_headers(&mut conn, &[("From", "MAILER-DAEMON@mx.shop1.example"), ("Subject", "failure notice")]).await;
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
     assert!(actions.has_delete_recipient(b(&p.s1b1).as_str()));
@@ -397,10 +296,7 @@ async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
         Some("Your message to the seller was not delivered")
     );
     let text: String = actions.actions.iter().map(|a| format!("{a:?}")).collect();
-    assert!(
-        !text.contains("shop1.example"),
-        "the notice names the seller's real domain: {text}"
-    );
+    assert!(!text.contains("shop1.example"), "the notice names the seller's real domain: {text}");
     conn.close().await.unwrap();
     d.stop().await;
 }

@@ -4,10 +4,8 @@
 use crate::SharedConfig;
 use crate::address::Address;
 use crate::listener::BoundListener;
-use crate::store::{
-    AliasOwner, Buyer, NewBuyer, NewOrder, NewSeller, Order, Seller, SellerUpdate, Store,
-    StoreError,
-};
+use crate::store::{AliasOwner, Buyer, NewBuyer, NewOrder, NewSeller, Order, Seller, SellerUpdate, Store, StoreError};
+use crate::store::{MessageFilter, MessageRecord, Party};
 use axum::{
     Json, Router,
     body::Bytes,
@@ -73,24 +71,19 @@ async fn blocking<R: Send + 'static>(
 fn valid_id(field: &str, v: &str) -> Result<String, ApiError> {
     let ok = !v.is_empty()
         && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
         && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(v.to_string())
     } else {
-        Err(ApiError::bad(format!(
-            "{field}: {v:?} is not a valid id (1-64 of A-Z a-z 0-9 . _ : -)"
-        )))
+        Err(ApiError::bad(format!("{field}: {v:?} is not a valid id (1-64 of A-Z a-z 0-9 . _ : -)")))
     }
 }
 
 fn valid_name(field: &str, v: &str) -> Result<String, ApiError> {
     let v = v.trim();
     if v.is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control) {
-        return Err(ApiError::bad(format!(
-            "{field}: must be 1-200 characters on one line"
-        )));
+        return Err(ApiError::bad(format!("{field}: must be 1-200 characters on one line")));
     }
     Ok(v.to_string())
 }
@@ -99,24 +92,15 @@ fn valid_name(field: &str, v: &str) -> Result<String, ApiError> {
 fn valid_address(state: &ApiState, field: &str, v: &str) -> Result<Address, ApiError> {
     let addr = Address::parse(v).map_err(|e| ApiError::bad(format!("{field}: {e}")))?;
     if addr.domain() == state.config.snapshot().relay.domain.as_str() {
-        return Err(ApiError::bad(format!(
-            "{field}: {addr} is on the relay domain; give the party's real address"
-        )));
+        return Err(ApiError::bad(format!("{field}: {addr} is on the relay domain; give the party's real address")));
     }
     Ok(addr)
 }
 
 fn valid_category(v: &str) -> Result<String, ApiError> {
     let c = v.trim().to_ascii_lowercase();
-    if c.is_empty()
-        || c.len() > 64
-        || !c
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ApiError::bad(format!(
-            "category: {v:?} is not a category name (letters, digits, - and _)"
-        )));
+    if c.is_empty() || c.len() > 64 || !c.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ApiError::bad(format!("category: {v:?} is not a category name (letters, digits, - and _)")));
     }
     Ok(c)
 }
@@ -158,12 +142,7 @@ fn seller_view(state: &ApiState, s: Seller) -> SellerView {
 }
 
 fn buyer_view(b: Buyer) -> BuyerView {
-    BuyerView {
-        id: b.id,
-        email: b.email.to_string(),
-        name: b.name,
-        opted_out: b.opted_out,
-    }
+    BuyerView { id: b.id, email: b.email.to_string(), name: b.name, opted_out: b.opted_out }
 }
 
 #[derive(Deserialize)]
@@ -176,10 +155,7 @@ struct SellerIn {
     approved_addresses: Vec<String>,
 }
 
-async fn add_seller(
-    State(st): State<ApiState>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<SellerView>), ApiError> {
+async fn add_seller(State(st): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<SellerView>), ApiError> {
     let inp: SellerIn = parse_json(&body)?;
     let new = NewSeller {
         id: valid_id("id", &inp.id)?,
@@ -201,9 +177,7 @@ async fn get_seller(State(st): State<ApiState>, Path(id): Path<String>) -> ApiRe
         move |store| store.seller(&id)
     })
     .await?;
-    found
-        .map(|s| Json(seller_view(&st, s)))
-        .ok_or(StoreError::NotFound { kind: "seller", id }.into())
+    found.map(|s| Json(seller_view(&st, s))).ok_or(StoreError::NotFound { kind: "seller", id }.into())
 }
 
 #[derive(Deserialize)]
@@ -214,23 +188,11 @@ struct SellerPatch {
     opt_out_notices: Option<bool>,
 }
 
-async fn update_seller(
-    State(st): State<ApiState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<SellerView> {
+async fn update_seller(State(st): State<ApiState>, Path(id): Path<String>, body: Bytes) -> ApiResult<SellerView> {
     let p: SellerPatch = parse_json(&body)?;
     let update = SellerUpdate {
-        name: p
-            .name
-            .as_deref()
-            .map(|n| valid_name("name", n))
-            .transpose()?,
-        service_address: p
-            .service_address
-            .as_deref()
-            .map(|a| valid_address(&st, "service_address", a))
-            .transpose()?,
+        name: p.name.as_deref().map(|n| valid_name("name", n)).transpose()?,
+        service_address: p.service_address.as_deref().map(|a| valid_address(&st, "service_address", a)).transpose()?,
         opt_out_notices: p.opt_out_notices,
     };
     let s = blocking(&st, move |store| store.update_seller(&id, update)).await?;
@@ -243,21 +205,14 @@ struct AddressIn {
     address: String,
 }
 
-async fn approve(
-    State(st): State<ApiState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<SellerView> {
+async fn approve(State(st): State<ApiState>, Path(id): Path<String>, body: Bytes) -> ApiResult<SellerView> {
     let a: AddressIn = parse_json(&body)?;
     let addr = valid_address(&st, "address", &a.address)?;
     let s = blocking(&st, move |store| store.approve(&id, &addr)).await?;
     Ok(Json(seller_view(&st, s)))
 }
 
-async fn revoke(
-    State(st): State<ApiState>,
-    Path((id, address)): Path<(String, String)>,
-) -> ApiResult<SellerView> {
+async fn revoke(State(st): State<ApiState>, Path((id, address)): Path<(String, String)>) -> ApiResult<SellerView> {
     let addr = Address::parse(&address).map_err(|e| ApiError::bad(format!("address: {e}")))?;
     let s = blocking(&st, move |store| store.revoke(&id, &addr)).await?;
     Ok(Json(seller_view(&st, s)))
@@ -271,19 +226,12 @@ struct BuyerIn {
     name: Option<String>,
 }
 
-async fn add_buyer(
-    State(st): State<ApiState>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<BuyerView>), ApiError> {
+async fn add_buyer(State(st): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<BuyerView>), ApiError> {
     let inp: BuyerIn = parse_json(&body)?;
     let new = NewBuyer {
         id: valid_id("id", &inp.id)?,
         email: valid_address(&st, "email", &inp.email)?,
-        name: inp
-            .name
-            .as_deref()
-            .map(|n| valid_name("name", n))
-            .transpose()?,
+        name: inp.name.as_deref().map(|n| valid_name("name", n)).transpose()?,
     };
     let b = blocking(&st, move |store| store.add_buyer(new)).await?;
     Ok((StatusCode::CREATED, Json(buyer_view(b))))
@@ -295,9 +243,7 @@ async fn get_buyer(State(st): State<ApiState>, Path(id): Path<String>) -> ApiRes
         move |store| store.buyer(&id)
     })
     .await?;
-    found
-        .map(|b| Json(buyer_view(b)))
-        .ok_or(StoreError::NotFound { kind: "buyer", id }.into())
+    found.map(|b| Json(buyer_view(b))).ok_or(StoreError::NotFound { kind: "buyer", id }.into())
 }
 
 async fn set_opt_out(st: ApiState, id: String, opted_out: bool) -> ApiResult<BuyerView> {
@@ -316,19 +262,14 @@ struct OrderIn {
     created_at: Option<u64>,
 }
 
-async fn add_order(
-    State(st): State<ApiState>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Order>), ApiError> {
+async fn add_order(State(st): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<Order>), ApiError> {
     let inp: OrderIn = parse_json(&body)?;
     let new = NewOrder {
         id: valid_id("id", &inp.id)?,
         seller: valid_id("seller", &inp.seller)?,
         buyer: valid_id("buyer", &inp.buyer)?,
         category: inp.category.as_deref().map(valid_category).transpose()?,
-        created_at: inp
-            .created_at
-            .unwrap_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock)),
+        created_at: inp.created_at.unwrap_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock)),
     };
     let o = blocking(&st, move |store| store.add_order(new)).await?;
     Ok((StatusCode::CREATED, Json(o)))
@@ -349,11 +290,7 @@ async fn get_alias(State(st): State<ApiState>, body: Bytes) -> ApiResult<AliasVi
         move |store| store.pair_alias(&s, &b)
     })
     .await?;
-    Ok(Json(AliasView {
-        alias: format!("{local}@{}", st.config.snapshot().relay.domain),
-        seller,
-        buyer,
-    }))
+    Ok(Json(AliasView { alias: format!("{local}@{}", st.config.snapshot().relay.domain), seller, buyer }))
 }
 
 async fn lookup_alias(
@@ -361,12 +298,7 @@ async fn lookup_alias(
     Path(address): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let addr = Address::parse(&address).map_err(|e| ApiError::bad(format!("address: {e}")))?;
-    let not_found = || {
-        ApiError::from(StoreError::NotFound {
-            kind: "alias",
-            id: addr.to_string(),
-        })
-    };
+    let not_found = || ApiError::from(StoreError::NotFound { kind: "alias", id: addr.to_string() });
     if addr.domain() != st.config.snapshot().relay.domain.as_str() {
         return Err(not_found());
     }
@@ -394,32 +326,77 @@ async fn lookup_alias(
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageQuery {
+    seller: Option<String>,
+    buyer: Option<String>,
+    alias: Option<String>,
+    order: Option<String>,
+}
+
+fn record_view(r: &MessageRecord) -> serde_json::Value {
+    json!({
+        "id": r.relay_id,
+        "seller": r.seller,
+        "buyer": r.buyer,
+        "direction": match r.sender { Party::Buyer => "buyer_to_seller", Party::Seller => "seller_to_buyer" },
+        "decision": r.decision,
+        "order": r.order,
+        "subject": r.subject,
+        "at": jiff::Timestamp::from_second(r.at as i64).map(|t| t.to_string()).unwrap_or_default(),
+    })
+}
+
+async fn list_messages(
+    State(st): State<ApiState>,
+    query: Result<axum::extract::Query<MessageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let mut filter = MessageFilter { seller: q.seller, buyer: q.buyer, order: q.order };
+    if let Some(alias) = q.alias {
+        let addr = Address::parse(&alias).map_err(|e| ApiError::bad(format!("alias: {e}")))?;
+        let local = addr.local_part().to_string();
+        let owner = if addr.domain() == st.config.snapshot().relay.domain.as_str() {
+            blocking(&st, move |store| store.alias_owner(&local)).await?
+        } else {
+            None
+        };
+        let (seller, buyer) = match owner {
+            Some(AliasOwner::Pair { seller, buyer }) => (seller, Some(buyer)),
+            Some(AliasOwner::Seller { seller }) => (seller, None),
+            None => {
+                return Err(StoreError::NotFound { kind: "alias", id: alias }.into());
+            }
+        };
+        // The alias narrows the other filters; a contradiction matches nothing.
+        if filter.seller.as_ref().is_some_and(|s| *s != seller)
+            || buyer.as_ref().zip(filter.buyer.as_ref()).is_some_and(|(a, b)| a != b)
+        {
+            return Ok(Json(Vec::new()));
+        }
+        filter.seller = Some(seller);
+        filter.buyer = buyer.or(filter.buyer);
+    }
+    let records = blocking(&st, move |store| store.messages(&filter)).await?;
+    Ok(Json(records.iter().map(record_view).collect()))
+}
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route(
-            "/v1/health",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
+        .route("/v1/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/v1/sellers", post(add_seller))
         .route("/v1/sellers/{id}", get(get_seller).patch(update_seller))
         .route("/v1/sellers/{id}/approved-addresses", post(approve))
-        .route(
-            "/v1/sellers/{id}/approved-addresses/{address}",
-            delete(revoke),
-        )
+        .route("/v1/sellers/{id}/approved-addresses/{address}", delete(revoke))
         .route("/v1/buyers", post(add_buyer))
         .route("/v1/buyers/{id}", get(get_buyer))
-        .route(
-            "/v1/buyers/{id}/opt-out",
-            post(|State(st), Path(id)| set_opt_out(st, id, true)),
-        )
-        .route(
-            "/v1/buyers/{id}/opt-in",
-            post(|State(st), Path(id)| set_opt_out(st, id, false)),
-        )
+        .route("/v1/buyers/{id}/opt-out", post(|State(st), Path(id)| set_opt_out(st, id, true)))
+        .route("/v1/buyers/{id}/opt-in", post(|State(st), Path(id)| set_opt_out(st, id, false)))
         .route("/v1/orders", post(add_order))
         .route("/v1/aliases", post(get_alias))
         .route("/v1/aliases/{address}", get(lookup_alias))
+        .route("/v1/messages", get(list_messages))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
 }
@@ -431,10 +408,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match listener {
         BoundListener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
-        BoundListener::Unix { listener, .. } => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+        BoundListener::Unix { listener, .. } => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
     }
 }

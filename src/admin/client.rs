@@ -10,13 +10,8 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "cannot reach the bsm-milter daemon on {socket} (is `bsm-milter serve` running?): {source}"
-    )]
-    Connect {
-        socket: Socket,
-        source: std::io::Error,
-    },
+    #[error("cannot reach the bsm-milter daemon on {socket} (is `bsm-milter serve` running?): {source}")]
+    Connect { socket: Socket, source: std::io::Error },
     #[error("admin API: {0}")]
     Http(String),
     /// The API refused the request; `message` is its `error` text.
@@ -49,16 +44,8 @@ impl Client {
         self.request(Method::GET, path, None).await
     }
 
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, ClientError> {
-        let connect_err = |source| ClientError::Connect {
-            socket: self.socket.clone(),
-            source,
-        };
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        let connect_err = |source| ClientError::Connect { socket: self.socket.clone(), source };
         let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let req = Request::builder()
@@ -70,29 +57,20 @@ impl Client {
             .map_err(|e| http(&e))?;
         let resp = match &self.socket {
             Socket::Unix(p) => {
-                let stream = tokio::net::UnixStream::connect(p)
-                    .await
-                    .map_err(connect_err)?;
+                let stream = tokio::net::UnixStream::connect(p).await.map_err(connect_err)?;
                 send(TokioIo::new(stream), req).await?
             }
             Socket::Inet(a) => {
-                let stream = tokio::net::TcpStream::connect(a)
-                    .await
-                    .map_err(connect_err)?;
+                let stream = tokio::net::TcpStream::connect(a).await.map_err(connect_err)?;
                 send(TokioIo::new(stream), req).await?
             }
         };
         let (status, bytes) = resp;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| http(&format!("bad JSON from daemon: {e}")))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| http(&format!("bad JSON from daemon: {e}")))?;
         if (200..300).contains(&status) {
             Ok(value)
         } else {
-            let message = value
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("request failed")
-                .to_string();
+            let message = value.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string();
             Err(ClientError::Api { status, message })
         }
     }
@@ -103,17 +81,10 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| http(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| http(&e))?;
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.map_err(|e| http(&e))?;
     let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| http(&e))?
-        .to_bytes();
+    let bytes = resp.into_body().collect().await.map_err(|e| http(&e))?.to_bytes();
     Ok((status, bytes))
 }

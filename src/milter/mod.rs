@@ -9,8 +9,7 @@ use crate::policy::{Refusal, Target};
 use crate::relay::{Relay, Verdict};
 use crate::rewrite::{HeaderEdit, RawHeader, Rewrite};
 use indymilter::{
-    Actions, Callbacks, Context, ContextActions, EomContext, NegotiateContext, ProtoOpts,
-    SetErrorReply, Status,
+    Actions, Callbacks, Context, ContextActions, EomContext, NegotiateContext, ProtoOpts, SetErrorReply, Status,
 };
 use std::ffi::CStr;
 use std::sync::Arc;
@@ -20,10 +19,7 @@ use tracing::{info, warn};
 pub type RelaySource = Arc<dyn Fn() -> Relay + Send + Sync>;
 
 fn queue_id(macros: &indymilter::Macros) -> String {
-    macros.get(c"i").map_or_else(
-        || "NOQUEUE".to_string(),
-        |q| q.to_string_lossy().into_owned(),
-    )
+    macros.get(c"i").map_or_else(|| "NOQUEUE".to_string(), |q| q.to_string_lossy().into_owned())
 }
 
 fn set_reply(reply: &mut impl SetErrorReply, refusal: &Refusal) -> Status {
@@ -38,18 +34,9 @@ fn set_reply(reply: &mut impl SetErrorReply, refusal: &Refusal) -> Status {
     }
 }
 
-fn tempfail(
-    reply: &mut impl SetErrorReply,
-    qid: &str,
-    what: &str,
-    err: &dyn std::fmt::Display,
-) -> Status {
+fn tempfail(reply: &mut impl SetErrorReply, qid: &str, what: &str, err: &dyn std::fmt::Display) -> Status {
     warn!("{qid}: {what}: {err}: temporary failure");
-    let _ = reply.set_error_reply(
-        "451",
-        Some("4.3.0"),
-        ["Temporary failure in the relay, try again later"],
-    );
+    let _ = reply.set_error_reply("451", Some("4.3.0"), ["Temporary failure in the relay, try again later"]);
     Status::Tempfail
 }
 
@@ -78,11 +65,7 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
             let source = on_mail_source.clone();
             let in_flight = in_flight.clone();
             Box::pin(async move {
-                let conn = cx.data.get_or_insert_with(|| Connection {
-                    relay: source(),
-                    in_flight,
-                    message: None,
-                });
+                let conn = cx.data.get_or_insert_with(|| Connection { relay: source(), in_flight, message: None });
                 let from = args.first().map(|a| lossy(a)).unwrap_or_default();
                 match conn.begin(&from) {
                     Ok(()) => Status::Continue,
@@ -110,11 +93,7 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
         .on_data(|cx: &mut Context<Connection>| {
             Box::pin(async move {
                 // Mail with no relay-domain recipient passes untouched: no more callbacks.
-                let target = cx
-                    .data
-                    .as_ref()
-                    .and_then(|c| c.message.as_ref())
-                    .and_then(|m| m.target.as_ref());
+                let target = cx.data.as_ref().and_then(|c| c.message.as_ref()).and_then(|m| m.target.as_ref());
                 match target {
                     Some(Target::Outside) | None => {
                         if let Some(c) = cx.data.as_mut() {
@@ -129,10 +108,7 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
         .on_header(|cx: &mut Context<Connection>, name, value| {
             Box::pin(async move {
                 if let Some(m) = cx.data.as_mut().and_then(|c| c.message.as_mut()) {
-                    m.headers.push(RawHeader {
-                        name: lossy(&name),
-                        value: lossy(&value),
-                    });
+                    m.headers.push(RawHeader { name: lossy(&name), value: lossy(&value) });
                 }
                 Status::Continue
             })
@@ -192,18 +168,10 @@ async fn apply(actions: &impl ContextActions, rw: &Rewrite) -> Result<(), indymi
     for edit in &rw.headers {
         match edit {
             HeaderEdit::Change { name, index, value } => {
-                actions
-                    .change_header(name.as_str(), *index, Some(value.as_str()))
-                    .await?
+                actions.change_header(name.as_str(), *index, Some(value.as_str())).await?
             }
-            HeaderEdit::Delete { name, index } => {
-                actions
-                    .change_header(name.as_str(), *index, None::<&str>)
-                    .await?
-            }
-            HeaderEdit::Add { name, value } => {
-                actions.add_header(name.as_str(), value.as_str()).await?
-            }
+            HeaderEdit::Delete { name, index } => actions.change_header(name.as_str(), *index, None::<&str>).await?,
+            HeaderEdit::Add { name, value } => actions.add_header(name.as_str(), value.as_str()).await?,
         }
     }
     if let Some(sender) = &rw.sender {

@@ -103,12 +103,7 @@ impl Connection {
             Err(refusal) => return Ok(Err(refusal)),
         };
         if msg.target.is_none() {
-            if let Target::Conversation {
-                from: Party::Seller,
-                seller,
-                ..
-            } = &target
-            {
+            if let Target::Conversation { from: Party::Seller, seller, .. } = &target {
                 if let Err(refusal) = self.relay.check_daily_limit(seller)? {
                     return Ok(Err(refusal));
                 }

@@ -12,10 +12,7 @@ pub fn day_of(unix: u64) -> u64 {
 /// The days averaged for `today`'s limit: the `window_days` full days before
 /// today, so a seller's limit is fixed for the whole day.
 pub fn window(today: u64, window_days: u32) -> (u64, u64) {
-    (
-        today.saturating_sub(u64::from(window_days)),
-        today.saturating_sub(1),
-    )
+    (today.saturating_sub(u64::from(window_days)), today.saturating_sub(1))
 }
 
 /// `base + per_order × orders / window_days`, rounded down.
@@ -29,14 +26,7 @@ pub fn seconds_until_reset(now: u64) -> u64 {
 }
 
 pub fn check(sent_today: u64, limit: u64, now: u64) -> Result<(), Refusal> {
-    if sent_today < limit {
-        Ok(())
-    } else {
-        Err(Refusal::DailyLimit {
-            limit,
-            resets_in: seconds_until_reset(now),
-        })
-    }
+    if sent_today < limit { Ok(()) } else { Err(Refusal::DailyLimit { limit, resets_in: seconds_until_reset(now) }) }
 }
 
 #[cfg(test)]
@@ -70,12 +60,6 @@ mod tests {
         assert_eq!(seconds_until_reset(midnight - 1), 1);
         assert_eq!(seconds_until_reset(midnight), DAY);
         assert_eq!(check(599, 600, midnight), Ok(()));
-        assert_eq!(
-            check(600, 600, midnight - 60),
-            Err(Refusal::DailyLimit {
-                limit: 600,
-                resets_in: 60
-            })
-        );
+        assert_eq!(check(600, 600, midnight - 60), Err(Refusal::DailyLimit { limit: 600, resets_in: 60 }));
     }
 }

@@ -36,22 +36,12 @@ pub struct Facts<'a> {
 }
 
 /// `Ok(exemption)` lets the message through; `Err(())` blocks it.
-pub fn decide(
-    facts: &Facts<'_>,
-    markers: &[String],
-    exempt_categories: &[String],
-) -> Result<Exemption, ()> {
+pub fn decide(facts: &Facts<'_>, markers: &[String], exempt_categories: &[String]) -> Result<Exemption, ()> {
     if facts.in_buyer_thread {
         Ok(Exemption::BuyerThread)
-    } else if facts
-        .subject
-        .is_some_and(|s| has_critical_marker(s, markers))
-    {
+    } else if facts.subject.is_some_and(|s| has_critical_marker(s, markers)) {
         Ok(Exemption::CriticalMarker)
-    } else if facts
-        .category
-        .is_some_and(|c| exempt_categories.iter().any(|e| e.eq_ignore_ascii_case(c)))
-    {
+    } else if facts.category.is_some_and(|c| exempt_categories.iter().any(|e| e.eq_ignore_ascii_case(c))) {
         Ok(Exemption::ExemptCategory)
     } else {
         Err(())
@@ -74,11 +64,7 @@ pub fn in_buyer_thread(refs: &[Reference], seller: &str, buyer: &str) -> bool {
 /// The order a message concerns: the first order id in the subject that belongs
 /// to this pair, else the pair's most recent order. `orders` are the pair's,
 /// oldest first.
-pub fn order_concerned<'a>(
-    subject: Option<&str>,
-    orders: &'a [Order],
-    pattern: &Regex,
-) -> Option<&'a Order> {
+pub fn order_concerned<'a>(subject: Option<&str>, orders: &'a [Order], pattern: &Regex) -> Option<&'a Order> {
     subject
         .into_iter()
         .flat_map(|s| pattern.find_iter(s))
@@ -92,17 +78,11 @@ mod tests {
     use crate::store::MessageLink;
 
     fn markers() -> Vec<String> {
-        ["[Important]", "[중요]", "[重要]"]
-            .map(String::from)
-            .to_vec()
+        ["[Important]", "[중요]", "[重要]"].map(String::from).to_vec()
     }
 
     fn facts(subject: &str) -> Facts<'_> {
-        Facts {
-            subject: Some(subject),
-            in_buyer_thread: false,
-            category: None,
-        }
+        Facts { subject: Some(subject), in_buyer_thread: false, category: None }
     }
 
     #[test]
@@ -115,19 +95,9 @@ mod tests {
             "ご注文 [重要]",
             "x [important]",
         ] {
-            assert_eq!(
-                decide(&facts(s), &markers(), &exempt),
-                Ok(Exemption::CriticalMarker),
-                "{s}"
-            );
+            assert_eq!(decide(&facts(s), &markers(), &exempt), Ok(Exemption::CriticalMarker), "{s}");
         }
-        for s in [
-            "Important: new products",
-            "[Imp0rtant]",
-            "중요",
-            "Sale! 50% off",
-            "",
-        ] {
+        for s in ["Important: new products", "[Imp0rtant]", "중요", "Sale! 50% off", ""] {
             assert_eq!(decide(&facts(s), &markers(), &exempt), Err(()), "{s}");
         }
         // Unicode case folding, not just ASCII.
@@ -136,26 +106,11 @@ mod tests {
 
     #[test]
     fn buyer_thread_and_exempt_category_let_messages_through() {
-        let f = Facts {
-            subject: Some("Thanks!"),
-            in_buyer_thread: true,
-            category: None,
-        };
+        let f = Facts { subject: Some("Thanks!"), in_buyer_thread: true, category: None };
         assert_eq!(decide(&f, &markers(), &[]), Ok(Exemption::BuyerThread));
-        let f = Facts {
-            subject: Some("Your order"),
-            in_buyer_thread: false,
-            category: Some("Wine"),
-        };
-        assert_eq!(
-            decide(&f, &markers(), &["wine".into()]),
-            Ok(Exemption::ExemptCategory)
-        );
-        let f = Facts {
-            subject: Some("Your order"),
-            in_buyer_thread: false,
-            category: Some("books"),
-        };
+        let f = Facts { subject: Some("Your order"), in_buyer_thread: false, category: Some("Wine") };
+        assert_eq!(decide(&f, &markers(), &["wine".into()]), Ok(Exemption::ExemptCategory));
+        let f = Facts { subject: Some("Your order"), in_buyer_thread: false, category: Some("books") };
         assert_eq!(decide(&f, &markers(), &["wine".into()]), Err(()));
     }
 
@@ -168,11 +123,7 @@ mod tests {
             sender,
             at: 0,
         };
-        Reference {
-            id: "r".into(),
-            by_relay_id: Some(l),
-            by_original_id: None,
-        }
+        Reference { id: "r".into(), by_relay_id: Some(l), by_original_id: None }
     }
 
     #[test]
@@ -192,22 +143,13 @@ mod tests {
             category: None,
             created_at: at,
         };
-        let orders = vec![
-            order("114-0000001-0000001", 1),
-            order("114-0000002-0000002", 2),
-        ];
+        let orders = vec![order("114-0000001-0000001", 1), order("114-0000002-0000002", 2)];
         let re = Regex::new(r"\b\d{3}-\d{7}-\d{7}\b").unwrap();
         let pick = |s| order_concerned(Some(s), &orders, &re).map(|o| o.id.as_str());
-        assert_eq!(
-            pick("About 114-0000001-0000001"),
-            Some("114-0000001-0000001")
-        );
+        assert_eq!(pick("About 114-0000001-0000001"), Some("114-0000001-0000001"));
         assert_eq!(pick("No order id"), Some("114-0000002-0000002"));
         // Another pair's order id in the subject does not count.
-        assert_eq!(
-            pick("About 999-9999999-9999999"),
-            Some("114-0000002-0000002")
-        );
+        assert_eq!(pick("About 999-9999999-9999999"), Some("114-0000002-0000002"));
         assert_eq!(order_concerned(Some("x"), &[], &re), None);
     }
 }

@@ -36,11 +36,7 @@ fn lines(l: &[&str]) -> Vec<String> {
 impl Refusal {
     pub fn reply(&self) -> SmtpReply {
         let (code, xcode, lines) = match self {
-            Refusal::UnknownRecipient => (
-                "550",
-                "5.1.1",
-                lines(&["Recipient address rejected: unknown recipient"]),
-            ),
+            Refusal::UnknownRecipient => ("550", "5.1.1", lines(&["Recipient address rejected: unknown recipient"])),
             Refusal::UnapprovedSellerAddress => (
                 "550",
                 "5.7.1",
@@ -50,18 +46,10 @@ impl Refusal {
                     "before writing to buyers from it.",
                 ]),
             ),
-            Refusal::SellerToSeller => (
-                "550",
-                "5.7.1",
-                lines(&["Sellers may not write to other sellers."]),
-            ),
-            Refusal::OtherSellersBuyer => (
-                "550",
-                "5.7.1",
-                lines(&[
-                    "This buyer alias belongs to another seller; write only to your own buyers.",
-                ]),
-            ),
+            Refusal::SellerToSeller => ("550", "5.7.1", lines(&["Sellers may not write to other sellers."])),
+            Refusal::OtherSellersBuyer => {
+                ("550", "5.7.1", lines(&["This buyer alias belongs to another seller; write only to your own buyers."]))
+            }
             Refusal::FromNotApproved => (
                 "550",
                 "5.7.1",
@@ -70,13 +58,9 @@ impl Refusal {
                     "Send from an approved address, or add and approve this one first.",
                 ]),
             ),
-            Refusal::OneCounterpart => (
-                "452",
-                "4.5.3",
-                lines(&[
-                    "One conversation per message: send to this recipient in a separate message",
-                ]),
-            ),
+            Refusal::OneCounterpart => {
+                ("452", "4.5.3", lines(&["One conversation per message: send to this recipient in a separate message"]))
+            }
             Refusal::OptedOut { marker } => (
                 "550",
                 "5.7.1",
@@ -86,8 +70,7 @@ impl Refusal {
                     format!("- put {marker} in the subject, only for questions about product"),
                     "  customization, delivery scheduling or shipping-address problems;".into(),
                     "- or reply in a thread the buyer started, quoting the buyer's message.".into(),
-                    "You can turn these notices off in your seller settings (opt-out notices)."
-                        .into(),
+                    "You can turn these notices off in your seller settings (opt-out notices).".into(),
                 ],
             ),
             Refusal::DailyLimit { limit, resets_in } => (

@@ -42,23 +42,14 @@ pub enum Recipient {
 }
 
 impl Recipient {
-    pub fn resolve(
-        store: &dyn Store,
-        relay_domain: &str,
-        rcpt: &Address,
-    ) -> Result<Recipient, StoreError> {
+    pub fn resolve(store: &dyn Store, relay_domain: &str, rcpt: &Address) -> Result<Recipient, StoreError> {
         if rcpt.domain() != relay_domain {
             return Ok(Recipient::Outside);
         }
         let seller = |id: &str| store.seller(id);
         Ok(match store.alias_owner(rcpt.local_part())? {
-            Some(AliasOwner::Seller { seller: s }) => {
-                seller(&s)?.map_or(Recipient::Unknown, Recipient::SellerAlias)
-            }
-            Some(AliasOwner::Pair {
-                seller: s,
-                buyer: b,
-            }) => match (seller(&s)?, store.buyer(&b)?) {
+            Some(AliasOwner::Seller { seller: s }) => seller(&s)?.map_or(Recipient::Unknown, Recipient::SellerAlias),
+            Some(AliasOwner::Pair { seller: s, buyer: b }) => match (seller(&s)?, store.buyer(&b)?) {
                 (Some(seller), Some(buyer)) => Recipient::PairAlias { seller, buyer },
                 _ => Recipient::Unknown,
             },
@@ -73,17 +64,9 @@ pub enum Target {
     /// Mail with no relay-domain recipient: passes untouched.
     Outside,
     /// A conversation message between one seller and one buyer.
-    Conversation {
-        from: Party,
-        seller: String,
-        buyer: String,
-    },
+    Conversation { from: Party, seller: String, buyer: String },
     /// A delivery failure addressed to an alias: replaced by a notice to `to`.
-    Bounce {
-        to: Party,
-        seller: String,
-        buyer: Option<String>,
-    },
+    Bounce { to: Party, seller: String, buyer: Option<String> },
 }
 
 /// Decides one RCPT. Pure: every fact comes from the resolved sender and recipient.
@@ -93,17 +76,9 @@ pub fn decide_rcpt(sender: &Sender, rcpt: &Recipient) -> Result<Target, Refusal>
         Recipient::Unknown => Err(Refusal::UnknownRecipient),
         Recipient::SellerAlias(seller) => {
             if sender.address.is_none() {
-                Ok(Target::Bounce {
-                    to: Party::Seller,
-                    seller: seller.id.clone(),
-                    buyer: None,
-                })
+                Ok(Target::Bounce { to: Party::Seller, seller: seller.id.clone(), buyer: None })
             } else if let Some(buyer) = &sender.buyer {
-                Ok(Target::Conversation {
-                    from: Party::Buyer,
-                    seller: seller.id.clone(),
-                    buyer: buyer.id.clone(),
-                })
+                Ok(Target::Conversation { from: Party::Buyer, seller: seller.id.clone(), buyer: buyer.id.clone() })
             } else if sender.seller.is_some() {
                 Err(Refusal::SellerToSeller)
             } else {
@@ -119,17 +94,11 @@ pub fn decide_rcpt(sender: &Sender, rcpt: &Recipient) -> Result<Target, Refusal>
                 });
             };
             match &sender.seller {
-                Some(s) if s.id == seller.id => Ok(Target::Conversation {
-                    from: Party::Seller,
-                    seller: seller.id.clone(),
-                    buyer: buyer.id.clone(),
-                }),
+                Some(s) if s.id == seller.id => {
+                    Ok(Target::Conversation { from: Party::Seller, seller: seller.id.clone(), buyer: buyer.id.clone() })
+                }
                 Some(_) => Err(Refusal::OtherSellersBuyer),
-                None if seller
-                    .approved_addresses
-                    .iter()
-                    .any(|a| a.domain() == addr.domain()) =>
-                {
+                None if seller.approved_addresses.iter().any(|a| a.domain() == addr.domain()) => {
                     Err(Refusal::UnapprovedSellerAddress)
                 }
                 None => Err(Refusal::UnknownRecipient),
@@ -148,16 +117,11 @@ pub fn admit(first: Option<&Target>, next: &Target) -> Result<(), Refusal> {
 }
 
 /// A seller's message must also show an approved address in `From:`.
-pub fn check_from_header(
-    target: &Target,
-    seller: &Seller,
-    from: &[Address],
-) -> Result<(), Refusal> {
+pub fn check_from_header(target: &Target, seller: &Seller, from: &[Address]) -> Result<(), Refusal> {
     match target {
-        Target::Conversation {
-            from: Party::Seller,
-            ..
-        } if from.is_empty() || !from.iter().all(|a| seller.approves(a)) => {
+        Target::Conversation { from: Party::Seller, .. }
+            if from.is_empty() || !from.iter().all(|a| seller.approves(a)) =>
+        {
             Err(Refusal::FromNotApproved)
         }
         _ => Ok(()),
@@ -184,27 +148,15 @@ mod tests {
     }
 
     fn buyer(id: &str, email: &str) -> Buyer {
-        Buyer {
-            id: id.into(),
-            email: addr(email),
-            name: None,
-            opted_out: false,
-        }
+        Buyer { id: id.into(), email: addr(email), name: None, opted_out: false }
     }
 
     fn from(address: &str, buyer: Option<Buyer>, seller: Option<Seller>) -> Sender {
-        Sender {
-            address: Some(addr(address)),
-            buyer,
-            seller,
-        }
+        Sender { address: Some(addr(address)), buyer, seller }
     }
 
     fn pair() -> Recipient {
-        Recipient::PairAlias {
-            seller: seller("S1", &["sales@s1.example"]),
-            buyer: buyer("B1", "bob@b.example"),
-        }
+        Recipient::PairAlias { seller: seller("S1", &["sales@s1.example"]), buyer: buyer("B1", "bob@b.example") }
     }
 
     #[test]
@@ -212,56 +164,29 @@ mod tests {
         let s = from("bob@b.example", Some(buyer("B1", "bob@b.example")), None);
         assert_eq!(
             decide_rcpt(&s, &Recipient::SellerAlias(seller("S1", &[]))),
-            Ok(Target::Conversation {
-                from: Party::Buyer,
-                seller: "S1".into(),
-                buyer: "B1".into()
-            })
+            Ok(Target::Conversation { from: Party::Buyer, seller: "S1".into(), buyer: "B1".into() })
         );
     }
 
     #[test]
     fn approved_seller_writes_to_own_pair_alias() {
-        let s = from(
-            "sales@s1.example",
-            None,
-            Some(seller("S1", &["sales@s1.example"])),
-        );
+        let s = from("sales@s1.example", None, Some(seller("S1", &["sales@s1.example"])));
         assert_eq!(
             decide_rcpt(&s, &pair()),
-            Ok(Target::Conversation {
-                from: Party::Seller,
-                seller: "S1".into(),
-                buyer: "B1".into()
-            })
+            Ok(Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B1".into() })
         );
     }
 
     #[test]
     fn strangers_and_unknown_aliases_get_the_same_refusal() {
         let stranger = from("eve@evil.example", None, None);
-        assert_eq!(
-            decide_rcpt(&stranger, &pair()),
-            Err(Refusal::UnknownRecipient)
-        );
-        assert_eq!(
-            decide_rcpt(&stranger, &Recipient::SellerAlias(seller("S1", &[]))),
-            Err(Refusal::UnknownRecipient)
-        );
-        assert_eq!(
-            decide_rcpt(&stranger, &Recipient::Unknown),
-            Err(Refusal::UnknownRecipient)
-        );
+        assert_eq!(decide_rcpt(&stranger, &pair()), Err(Refusal::UnknownRecipient));
+        assert_eq!(decide_rcpt(&stranger, &Recipient::SellerAlias(seller("S1", &[]))), Err(Refusal::UnknownRecipient));
+        assert_eq!(decide_rcpt(&stranger, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
         let buyer_b1 = from("bob@b.example", Some(buyer("B1", "bob@b.example")), None);
-        assert_eq!(
-            decide_rcpt(&buyer_b1, &Recipient::Unknown),
-            Err(Refusal::UnknownRecipient)
-        );
+        assert_eq!(decide_rcpt(&buyer_b1, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
         // A buyer has no business writing to a pair alias either.
-        assert_eq!(
-            decide_rcpt(&buyer_b1, &pair()),
-            Err(Refusal::UnknownRecipient)
-        );
+        assert_eq!(decide_rcpt(&buyer_b1, &pair()), Err(Refusal::UnknownRecipient));
         assert_eq!(Refusal::UnknownRecipient.reply().code, "550");
         assert_eq!(Refusal::UnknownRecipient.reply().xcode, "5.1.1");
     }
@@ -269,28 +194,14 @@ mod tests {
     #[test]
     fn recognisable_sellers_are_told_why() {
         let unapproved_same_domain = from("intern@s1.example", None, None);
-        assert_eq!(
-            decide_rcpt(&unapproved_same_domain, &pair()),
-            Err(Refusal::UnapprovedSellerAddress)
-        );
-        let other_seller = from(
-            "sales@s2.example",
-            None,
-            Some(seller("S2", &["sales@s2.example"])),
-        );
-        assert_eq!(
-            decide_rcpt(&other_seller, &pair()),
-            Err(Refusal::OtherSellersBuyer)
-        );
+        assert_eq!(decide_rcpt(&unapproved_same_domain, &pair()), Err(Refusal::UnapprovedSellerAddress));
+        let other_seller = from("sales@s2.example", None, Some(seller("S2", &["sales@s2.example"])));
+        assert_eq!(decide_rcpt(&other_seller, &pair()), Err(Refusal::OtherSellersBuyer));
         assert_eq!(
             decide_rcpt(&other_seller, &Recipient::SellerAlias(seller("S1", &[]))),
             Err(Refusal::SellerToSeller)
         );
-        for r in [
-            Refusal::UnapprovedSellerAddress,
-            Refusal::OtherSellersBuyer,
-            Refusal::SellerToSeller,
-        ] {
+        for r in [Refusal::UnapprovedSellerAddress, Refusal::OtherSellersBuyer, Refusal::SellerToSeller] {
             assert_eq!((r.reply().code, r.reply().xcode), ("550", "5.7.1"));
         }
     }
@@ -300,88 +211,40 @@ mod tests {
         let dsn = Sender::default();
         assert_eq!(
             decide_rcpt(&dsn, &Recipient::SellerAlias(seller("S1", &[]))),
-            Ok(Target::Bounce {
-                to: Party::Seller,
-                seller: "S1".into(),
-                buyer: None
-            })
+            Ok(Target::Bounce { to: Party::Seller, seller: "S1".into(), buyer: None })
         );
         assert_eq!(
             decide_rcpt(&dsn, &pair()),
-            Ok(Target::Bounce {
-                to: Party::Buyer,
-                seller: "S1".into(),
-                buyer: Some("B1".into())
-            })
+            Ok(Target::Bounce { to: Party::Buyer, seller: "S1".into(), buyer: Some("B1".into()) })
         );
-        assert_eq!(
-            decide_rcpt(&dsn, &Recipient::Unknown),
-            Err(Refusal::UnknownRecipient)
-        );
+        assert_eq!(decide_rcpt(&dsn, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
     }
 
     #[test]
     fn one_counterpart_per_message() {
-        let a = Target::Conversation {
-            from: Party::Seller,
-            seller: "S1".into(),
-            buyer: "B1".into(),
-        };
-        let b = Target::Conversation {
-            from: Party::Seller,
-            seller: "S1".into(),
-            buyer: "B2".into(),
-        };
+        let a = Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B1".into() };
+        let b = Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B2".into() };
         assert_eq!(admit(None, &a), Ok(()));
         assert_eq!(admit(Some(&a), &a), Ok(()));
         assert_eq!(admit(Some(&a), &b), Err(Refusal::OneCounterpart));
-        assert_eq!(
-            admit(Some(&a), &Target::Outside),
-            Err(Refusal::OneCounterpart)
-        );
-        assert_eq!(
-            admit(Some(&Target::Outside), &a),
-            Err(Refusal::OneCounterpart)
-        );
+        assert_eq!(admit(Some(&a), &Target::Outside), Err(Refusal::OneCounterpart));
+        assert_eq!(admit(Some(&Target::Outside), &a), Err(Refusal::OneCounterpart));
         assert_eq!(admit(Some(&Target::Outside), &Target::Outside), Ok(()));
-        assert_eq!(
-            (
-                Refusal::OneCounterpart.reply().code,
-                Refusal::OneCounterpart.reply().xcode
-            ),
-            ("452", "4.5.3")
-        );
+        assert_eq!((Refusal::OneCounterpart.reply().code, Refusal::OneCounterpart.reply().xcode), ("452", "4.5.3"));
     }
 
     #[test]
     fn seller_from_header_must_be_approved() {
         let s1 = seller("S1", &["sales@s1.example"]);
-        let t = Target::Conversation {
-            from: Party::Seller,
-            seller: "S1".into(),
-            buyer: "B1".into(),
-        };
-        assert_eq!(
-            check_from_header(&t, &s1, &[addr("sales@s1.example")]),
-            Ok(())
-        );
-        assert_eq!(
-            check_from_header(&t, &s1, &[addr("boss@s1.example")]),
-            Err(Refusal::FromNotApproved)
-        );
-        assert_eq!(
-            check_from_header(&t, &s1, &[]),
-            Err(Refusal::FromNotApproved)
-        );
+        let t = Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B1".into() };
+        assert_eq!(check_from_header(&t, &s1, &[addr("sales@s1.example")]), Ok(()));
+        assert_eq!(check_from_header(&t, &s1, &[addr("boss@s1.example")]), Err(Refusal::FromNotApproved));
+        assert_eq!(check_from_header(&t, &s1, &[]), Err(Refusal::FromNotApproved));
         assert_eq!(
             check_from_header(&t, &s1, &[addr("sales@s1.example"), addr("x@y.example")]),
             Err(Refusal::FromNotApproved)
         );
-        let buyer_msg = Target::Conversation {
-            from: Party::Buyer,
-            seller: "S1".into(),
-            buyer: "B1".into(),
-        };
+        let buyer_msg = Target::Conversation { from: Party::Buyer, seller: "S1".into(), buyer: "B1".into() };
         assert_eq!(check_from_header(&buyer_msg, &s1, &[]), Ok(()));
     }
 }

@@ -25,12 +25,7 @@ impl Parsed {
     /// Every id the message names, for one store look-up.
     pub fn referenced(&self) -> Vec<String> {
         let mut ids = self.in_reply_to.clone();
-        ids.extend(
-            self.references
-                .iter()
-                .filter(|id| !self.in_reply_to.contains(id))
-                .cloned(),
-        );
+        ids.extend(self.references.iter().filter(|id| !self.in_reply_to.contains(id)).cloned());
         ids
     }
 }
@@ -39,9 +34,7 @@ impl Parsed {
 fn parse_value(h: &RawHeader) -> Option<HeaderValue<'static>> {
     let raw = format!("{}: {}\r\n\r\n", h.name, unfold(&h.value));
     let msg = MessageParser::new().parse_headers(raw.as_bytes())?;
-    msg.headers()
-        .first()
-        .map(|h| h.value().clone().into_owned())
+    msg.headers().first().map(|h| h.value().clone().into_owned())
 }
 
 fn unfold(v: &str) -> String {
@@ -51,11 +44,9 @@ fn unfold(v: &str) -> String {
 /// The addresses of an address header; entries that are not plain mailboxes are skipped.
 pub fn addresses(h: &RawHeader) -> Vec<Address> {
     match parse_value(h) {
-        Some(HeaderValue::Address(a)) => a
-            .iter()
-            .filter_map(|a| a.address())
-            .filter_map(|a| Address::parse(a).ok())
-            .collect(),
+        Some(HeaderValue::Address(a)) => {
+            a.iter().filter_map(|a| a.address()).filter_map(|a| Address::parse(a).ok()).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -65,27 +56,19 @@ pub fn parse(headers: &[RawHeader]) -> Parsed {
     for h in headers {
         match h.name.to_ascii_lowercase().as_str() {
             "from" => p.from.extend(addresses(h)),
-            "message-id" if p.message_id.is_none() => {
-                p.message_id = parse_ids(&h.value).into_iter().next()
-            }
+            "message-id" if p.message_id.is_none() => p.message_id = parse_ids(&h.value).into_iter().next(),
             "in-reply-to" => p.in_reply_to.extend(parse_ids(&h.value)),
             "references" => p.references.extend(parse_ids(&h.value)),
             "subject" if p.subject.is_none() => {
-                p.subject = parse_value(h)
-                    .and_then(|v| v.into_text())
-                    .map(|t| t.into_owned())
+                p.subject = parse_value(h).and_then(|v| v.into_text()).map(|t| t.into_owned())
             }
             "content-type" => {
                 if let Some(ct) = parse_value(h).and_then(|v| v.into_content_type()) {
                     p.is_report = ct.ctype().eq_ignore_ascii_case("multipart")
-                        && ct
-                            .subtype()
-                            .is_some_and(|s| s.eq_ignore_ascii_case("report"));
+                        && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"));
                 }
             }
-            "auto-submitted" => {
-                p.auto_submitted = !h.value.trim().to_ascii_lowercase().starts_with("no")
-            }
+            "auto-submitted" => p.auto_submitted = !h.value.trim().to_ascii_lowercase().starts_with("no"),
             _ => {}
         }
     }
@@ -143,17 +126,11 @@ fn render(h: &impl Header) -> String {
 }
 
 pub fn mailbox(name: Option<&str>, addr: &Address) -> String {
-    render(&BuiltAddress::new_address(
-        name.filter(|n| !n.trim().is_empty()),
-        addr.as_str(),
-    ))
+    render(&BuiltAddress::new_address(name.filter(|n| !n.trim().is_empty()), addr.as_str()))
 }
 
 fn id_list(ids: &[String]) -> String {
-    ids.iter()
-        .map(|id| format!("<{id}>"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    ids.iter().map(|id| format!("<{id}>")).collect::<Vec<_>>().join(" ")
 }
 
 /// The header edits that turn the sender's headers into what the recipient sees.
@@ -174,15 +151,8 @@ pub fn rewrite(headers: &[RawHeader], out: &Outgoing<'_>) -> Vec<HeaderEdit> {
                 1
             }
         };
-        let change = |value: String| HeaderEdit::Change {
-            name: h.name.clone(),
-            index,
-            value,
-        };
-        let delete = HeaderEdit::Delete {
-            name: h.name.clone(),
-            index,
-        };
+        let change = |value: String| HeaderEdit::Change { name: h.name.clone(), index, value };
+        let delete = HeaderEdit::Delete { name: h.name.clone(), index };
         let edit = match kind(&name) {
             Kind::From if index == 1 => Some(change(mailbox(out.from_name, out.from_alias))),
             Kind::ToCc if !recipient_shown && addresses(h).contains(out.recipient_alias) => {
@@ -193,16 +163,11 @@ pub fn rewrite(headers: &[RawHeader], out: &Outgoing<'_>) -> Vec<HeaderEdit> {
                 message_id_set = true;
                 Some(change(format!("<{}>", out.message_id)))
             }
-            Kind::InReplyTo if index == 1 && !out.in_reply_to.is_empty() => {
-                Some(change(id_list(out.in_reply_to)))
-            }
-            Kind::References if index == 1 && !out.references.is_empty() => {
-                Some(change(id_list(out.references)))
-            }
+            Kind::InReplyTo if index == 1 && !out.in_reply_to.is_empty() => Some(change(id_list(out.in_reply_to))),
+            Kind::References if index == 1 && !out.references.is_empty() => Some(change(id_list(out.references))),
             Kind::Subject if index == 1 => {
-                let decoded = parse_value(h)
-                    .and_then(|v| v.into_text())
-                    .map_or_else(|| unfold(&h.value), |t| t.into_owned());
+                let decoded =
+                    parse_value(h).and_then(|v| v.into_text()).map_or_else(|| unfold(&h.value), |t| t.into_owned());
                 match redact_emails(&decoded, out.relay_domain) {
                     Cow::Owned(clean) => Some(change(render(&Text::new(clean)))),
                     Cow::Borrowed(_) => None,
@@ -214,10 +179,7 @@ pub fn rewrite(headers: &[RawHeader], out: &Outgoing<'_>) -> Vec<HeaderEdit> {
         edits.extend(edit);
     }
     if !message_id_set {
-        edits.push(HeaderEdit::Add {
-            name: "Message-ID".into(),
-            value: format!("<{}>", out.message_id),
-        });
+        edits.push(HeaderEdit::Add { name: "Message-ID".into(), value: format!("<{}>", out.message_id) });
     }
     super::order_edits(edits)
 }
@@ -236,10 +198,7 @@ mod tests {
         let nth = |live: &Vec<Option<RawHeader>>, name: &str, index: i32| {
             live.iter()
                 .enumerate()
-                .filter(|(_, h)| {
-                    h.as_ref()
-                        .is_some_and(|h| h.name.eq_ignore_ascii_case(name))
-                })
+                .filter(|(_, h)| h.as_ref().is_some_and(|h| h.name.eq_ignore_ascii_case(name)))
                 .nth(index as usize - 1)
                 .map(|(i, _)| i)
         };
@@ -263,16 +222,10 @@ mod tests {
     fn only_the_allowlist_survives_and_the_sender_is_only_its_alias() {
         let headers = vec![
             RawHeader::new("Received", "from mail.seller-corp.example by mx"),
-            RawHeader::new(
-                "From",
-                "\"Alice (alice@seller-corp.example)\" <alice@seller-corp.example>",
-            ),
+            RawHeader::new("From", "\"Alice (alice@seller-corp.example)\" <alice@seller-corp.example>"),
             RawHeader::new("Reply-To", "alice@seller-corp.example"),
             RawHeader::new("Sender", "alice@seller-corp.example"),
-            RawHeader::new(
-                "To",
-                "\"Bob\" <abcdefghijklmno@m.example.com>, carol@other.example",
-            ),
+            RawHeader::new("To", "\"Bob\" <abcdefghijklmno@m.example.com>, carol@other.example"),
             RawHeader::new("Cc", "alice@seller-corp.example"),
             RawHeader::new("Subject", "Your order, from alice@seller-corp.example"),
             RawHeader::new("Date", "Mon, 23 Nov 2026 10:00:00 +0000"),
@@ -286,11 +239,8 @@ mod tests {
             RawHeader::new("Content-ID", "<part@seller-corp.example>"),
             RawHeader::new("Received", "from another.seller-corp.example"),
         ];
-        let (alias, rcpt_alias, buyer) = (
-            a("sellerxxxxxxxxx@m.example.com"),
-            a("abcdefghijklmno@m.example.com"),
-            a("bob@buyer.example"),
-        );
+        let (alias, rcpt_alias, buyer) =
+            (a("sellerxxxxxxxxx@m.example.com"), a("abcdefghijklmno@m.example.com"), a("bob@buyer.example"));
         let out = Outgoing {
             from_name: Some("Shop One"),
             from_alias: &alias,
@@ -304,60 +254,28 @@ mod tests {
         };
         let result = apply(&headers, &rewrite(&headers, &out));
         let names: Vec<&str> = result.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "From",
-                "To",
-                "Subject",
-                "Date",
-                "Message-ID",
-                "MIME-Version",
-                "Content-Type"
-            ]
-        );
-        let text: String = result
-            .iter()
-            .map(|h| format!("{}: {}\n", h.name, h.value))
-            .collect();
+        assert_eq!(names, ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]);
+        let text: String = result.iter().map(|h| format!("{}: {}\n", h.name, h.value)).collect();
         assert!(!text.contains("seller-corp"), "{text}");
         assert!(!text.contains("carol"), "{text}");
-        assert!(
-            text.contains("From: \"Shop One\" <sellerxxxxxxxxx@m.example.com>"),
-            "{text}"
-        );
-        assert!(
-            text.contains("To: \"Bob B.\" <bob@buyer.example>"),
-            "{text}"
-        );
+        assert!(text.contains("From: \"Shop One\" <sellerxxxxxxxxx@m.example.com>"), "{text}");
+        assert!(text.contains("To: \"Bob B.\" <bob@buyer.example>"), "{text}");
         assert!(text.contains("Message-ID: <bsm.x@m.example.com>"), "{text}");
-        assert!(
-            text.contains("Subject: Your order, from [email removed]"),
-            "{text}"
-        );
+        assert!(text.contains("Subject: Your order, from [email removed]"), "{text}");
     }
 
     #[test]
     fn encoded_display_names_and_subjects_are_decoded_before_judging() {
         let headers = vec![
-            RawHeader::new(
-                "From",
-                "=?utf-8?B?YWxpY2VAc2VsbGVyLWNvcnAuZXhhbXBsZQ==?= <x@seller-corp.example>",
-            ),
+            RawHeader::new("From", "=?utf-8?B?YWxpY2VAc2VsbGVyLWNvcnAuZXhhbXBsZQ==?= <x@seller-corp.example>"),
             RawHeader::new("To", "=?utf-8?Q?B=C3=B6b?= <abcdefghijklmno@m.example.com>"),
-            RawHeader::new(
-                "Subject",
-                "=?utf-8?B?UmU6IGFsaWNlQHNlbGxlci1jb3JwLmV4YW1wbGU=?=",
-            ),
+            RawHeader::new("Subject", "=?utf-8?B?UmU6IGFsaWNlQHNlbGxlci1jb3JwLmV4YW1wbGU=?="),
         ];
         let p = parse(&headers);
         assert_eq!(p.from, [a("x@seller-corp.example")]);
         assert_eq!(p.subject.as_deref(), Some("Re: alice@seller-corp.example"));
-        let (alias, rcpt_alias, buyer) = (
-            a("sellerxxxxxxxxx@m.example.com"),
-            a("abcdefghijklmno@m.example.com"),
-            a("bob@buyer.example"),
-        );
+        let (alias, rcpt_alias, buyer) =
+            (a("sellerxxxxxxxxx@m.example.com"), a("abcdefghijklmno@m.example.com"), a("bob@buyer.example"));
         let out = Outgoing {
             from_name: Some("Gärtnerei Schön"),
             from_alias: &alias,
@@ -371,10 +289,7 @@ mod tests {
         };
         let result = apply(&headers, &rewrite(&headers, &out));
         let from = &result[0].value;
-        assert!(
-            from.starts_with("=?utf-8?") && from.ends_with("<sellerxxxxxxxxx@m.example.com>"),
-            "{from}"
-        );
+        assert!(from.starts_with("=?utf-8?") && from.ends_with("<sellerxxxxxxxxx@m.example.com>"), "{from}");
         let subject = parse(&result).subject.unwrap();
         assert_eq!(subject, "Re: [email removed]");
         assert_eq!(result.last().unwrap().name, "Message-ID");
@@ -383,10 +298,7 @@ mod tests {
     #[test]
     fn reports_and_auto_replies_are_recognised() {
         let p = parse(&[
-            RawHeader::new(
-                "Content-Type",
-                "multipart/report; report-type=delivery-status; boundary=x",
-            ),
+            RawHeader::new("Content-Type", "multipart/report; report-type=delivery-status; boundary=x"),
             RawHeader::new("Auto-Submitted", "auto-replied"),
             RawHeader::new("In-Reply-To", "<a@b>"),
             RawHeader::new("References", "<z@y> <a@b>"),

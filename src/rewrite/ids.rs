@@ -7,13 +7,7 @@ use crate::store::{Party, Reference};
 /// the recipient's original id; the sender's own original id becomes the relay
 /// id the recipient was shown. Anything else is dropped — an unknown id can
 /// carry the sender's real domain.
-pub fn translate(
-    ids: &[String],
-    refs: &[Reference],
-    recipient: Party,
-    seller: &str,
-    buyer: &str,
-) -> Vec<String> {
+pub fn translate(ids: &[String], refs: &[Reference], recipient: Party, seller: &str, buyer: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for id in ids {
         let Some(r) = refs.iter().find(|r| &r.id == id) else {
@@ -22,9 +16,7 @@ pub fn translate(
         let same_pair = |l: &crate::store::MessageLink| l.seller == seller && l.buyer == buyer;
         let translated = match (&r.by_relay_id, &r.by_original_id) {
             (Some(l), _) if same_pair(l) && l.sender == recipient => l.original_id.clone(),
-            (_, Some(l)) if same_pair(l) && l.sender == recipient.other() => {
-                Some(l.relay_id.clone())
-            }
+            (_, Some(l)) if same_pair(l) && l.sender == recipient.other() => Some(l.relay_id.clone()),
             _ => None,
         };
         if let Some(t) = translated.filter(|t| !out.contains(t)) {
@@ -67,38 +59,19 @@ mod tests {
         let seller_msg = link("r2@m.example", "s1@shop.example", Party::Seller);
         // The seller replies to r1 and also names its own s1: the buyer gets b1 and r2.
         let refs = vec![
-            Reference {
-                id: "r1@m.example".into(),
-                by_relay_id: Some(buyer_msg.clone()),
-                by_original_id: None,
-            },
-            Reference {
-                id: "s1@shop.example".into(),
-                by_relay_id: None,
-                by_original_id: Some(seller_msg.clone()),
-            },
-            Reference {
-                id: "junk@shop.example".into(),
-                by_relay_id: None,
-                by_original_id: None,
-            },
+            Reference { id: "r1@m.example".into(), by_relay_id: Some(buyer_msg.clone()), by_original_id: None },
+            Reference { id: "s1@shop.example".into(), by_relay_id: None, by_original_id: Some(seller_msg.clone()) },
+            Reference { id: "junk@shop.example".into(), by_relay_id: None, by_original_id: None },
         ];
         let ids: Vec<String> = refs.iter().map(|r| r.id.clone()).collect();
-        assert_eq!(
-            translate(&ids, &refs, Party::Buyer, "S1", "B1"),
-            ["b1@buyer.example", "r2@m.example"]
-        );
+        assert_eq!(translate(&ids, &refs, Party::Buyer, "S1", "B1"), ["b1@buyer.example", "r2@m.example"]);
     }
 
     #[test]
     fn other_pairs_ids_are_dropped() {
         let mut foreign = link("r9@m.example", "x@other.example", Party::Buyer);
         foreign.buyer = "B2".into();
-        let refs = vec![Reference {
-            id: "r9@m.example".into(),
-            by_relay_id: Some(foreign),
-            by_original_id: None,
-        }];
+        let refs = vec![Reference { id: "r9@m.example".into(), by_relay_id: Some(foreign), by_original_id: None }];
         assert!(translate(&["r9@m.example".into()], &refs, Party::Buyer, "S1", "B1").is_empty());
     }
 

@@ -14,10 +14,7 @@ pub struct RawHeader {
 
 impl RawHeader {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        RawHeader {
-            name: name.into(),
-            value: value.into(),
-        }
+        RawHeader { name: name.into(), value: value.into() }
     }
 }
 
@@ -25,19 +22,9 @@ impl RawHeader {
 /// in the milter protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderEdit {
-    Change {
-        name: String,
-        index: i32,
-        value: String,
-    },
-    Delete {
-        name: String,
-        index: i32,
-    },
-    Add {
-        name: String,
-        value: String,
-    },
+    Change { name: String, index: i32, value: String },
+    Delete { name: String, index: i32 },
+    Add { name: String, value: String },
 }
 
 /// Everything end of message does to an accepted message.
@@ -60,12 +47,8 @@ pub struct Rewrite {
 pub fn order_edits(mut edits: Vec<HeaderEdit>) -> Vec<HeaderEdit> {
     fn key(e: &HeaderEdit) -> (u8, String, i64) {
         match e {
-            HeaderEdit::Change { name, index, .. } => {
-                (0, name.to_ascii_lowercase(), i64::from(*index))
-            }
-            HeaderEdit::Delete { name, index } => {
-                (1, name.to_ascii_lowercase(), -i64::from(*index))
-            }
+            HeaderEdit::Change { name, index, .. } => (0, name.to_ascii_lowercase(), i64::from(*index)),
+            HeaderEdit::Delete { name, index } => (1, name.to_ascii_lowercase(), -i64::from(*index)),
             HeaderEdit::Add { .. } => (2, String::new(), 0),
         }
     }

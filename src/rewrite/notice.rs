@@ -43,14 +43,8 @@ fn text(to: Party) -> (&'static str, &'static str) {
 pub fn build(n: &Notice<'_>) -> Vec<u8> {
     let (subject, body) = text(n.to);
     MessageBuilder::new()
-        .from(BuiltAddress::new_address(
-            Some(n.relay_name),
-            format!("mailer-daemon@{}", n.relay_domain),
-        ))
-        .to(BuiltAddress::new_address(
-            n.recipient_name,
-            n.recipient.as_str(),
-        ))
+        .from(BuiltAddress::new_address(Some(n.relay_name), format!("mailer-daemon@{}", n.relay_domain)))
+        .to(BuiltAddress::new_address(n.recipient_name, n.recipient.as_str()))
         .subject(subject)
         .date(n.date as i64)
         .message_id(n.message_id)
@@ -94,21 +88,11 @@ pub fn replace_message(original: &[RawHeader], notice: &[u8]) -> Rewrite {
                 1
             }
         };
-        edits.push(HeaderEdit::Delete {
-            name: h.name.clone(),
-            index,
-        });
+        edits.push(HeaderEdit::Delete { name: h.name.clone(), index });
     }
     let (headers, body) = split(notice);
-    edits.extend(headers.into_iter().map(|h| HeaderEdit::Add {
-        name: h.name,
-        value: h.value,
-    }));
-    Rewrite {
-        headers: super::order_edits(edits),
-        body: Some(body),
-        ..Rewrite::default()
-    }
+    edits.extend(headers.into_iter().map(|h| HeaderEdit::Add { name: h.name, value: h.value }));
+    Rewrite { headers: super::order_edits(edits), body: Some(body), ..Rewrite::default() }
 }
 
 #[cfg(test)]
@@ -130,39 +114,12 @@ mod tests {
         let parsed = mail_parser::MessageParser::new().parse(&msg).unwrap();
         assert_eq!(parsed.subject(), Some("Undelivered message to a buyer"));
         assert_eq!(parsed.message_id(), Some("bsm.n@m.example.com"));
-        assert!(
-            parsed
-                .body_text(0)
-                .unwrap()
-                .contains("can still read your message")
-        );
+        assert!(parsed.body_text(0).unwrap().contains("can still read your message"));
         let (headers, body) = split(&msg);
-        assert!(
-            headers
-                .iter()
-                .any(|h| h.name == "Auto-Submitted" && h.value == "auto-generated")
-        );
+        assert!(headers.iter().any(|h| h.name == "Auto-Submitted" && h.value == "auto-generated"));
         assert!(!body.is_empty());
-        let rewrite = replace_message(
-            &[
-                RawHeader::new("Received", "x"),
-                RawHeader::new("Received", "y"),
-            ],
-            &msg,
-        );
-        assert_eq!(
-            rewrite.headers[0],
-            HeaderEdit::Delete {
-                name: "Received".into(),
-                index: 2
-            }
-        );
-        assert_eq!(
-            rewrite.headers[1],
-            HeaderEdit::Delete {
-                name: "Received".into(),
-                index: 1
-            }
-        );
+        let rewrite = replace_message(&[RawHeader::new("Received", "x"), RawHeader::new("Received", "y")], &msg);
+        assert_eq!(rewrite.headers[0], HeaderEdit::Delete { name: "Received".into(), index: 2 });
+        assert_eq!(rewrite.headers[1], HeaderEdit::Delete { name: "Received".into(), index: 1 });
     }
 }

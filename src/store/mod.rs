@@ -124,6 +124,8 @@ pub enum Decision {
 /// The record of one decided message (the archive's index grows from this).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
+    /// Recording order (ties in `at` are common).
+    pub seq: u64,
     pub relay_id: String,
     pub at: u64,
     pub seller: String,
@@ -132,6 +134,21 @@ pub struct MessageRecord {
     pub decision: Decision,
     pub order: Option<String>,
     pub subject: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MessageFilter {
+    pub seller: Option<String>,
+    pub buyer: Option<String>,
+    pub order: Option<String>,
+}
+
+impl MessageFilter {
+    pub fn matches(&self, r: &MessageRecord) -> bool {
+        self.seller.as_ref().is_none_or(|s| *s == r.seller)
+            && self.buyer.as_ref().is_none_or(|b| *b == r.buyer)
+            && self.order.as_ref().is_none_or(|o| r.order.as_ref() == Some(o))
+    }
 }
 
 /// A seller's daily allowance, checked and counted in the recording transaction.
@@ -231,6 +248,9 @@ pub trait Store: Send + Sync + 'static {
     fn record_message(&self, msg: &NewMessage<'_>) -> Result<Recorded, StoreError>;
 
     fn message(&self, relay_id: &str) -> Result<Option<MessageRecord>, StoreError>;
+
+    /// Decided messages matching every given filter, oldest first.
+    fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError>;
 
     /// Orders of a seller created on UTC days `from_day..=to_day`.
     fn orders_in_days(&self, seller: &str, from_day: u64, to_day: u64) -> Result<u64, StoreError>;

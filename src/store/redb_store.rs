@@ -28,6 +28,8 @@ const MSG_BY_ORIGINAL: TableDefinition<&str, &str> = TableDefinition::new("msg_b
 
 /// relay Message-ID -> MessageRecord
 const MESSAGES: TableDefinition<&str, &str> = TableDefinition::new("messages");
+/// counters: "message_seq"
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// "seller\x1f{day:08}" -> orders created that UTC day
 const SELLER_DAY_ORDERS: TableDefinition<&str, u64> = TableDefinition::new("seller_day_orders");
 /// "seller\x1f{day:08}" -> seller messages delivered that UTC day
@@ -76,18 +78,11 @@ fn get<T: DeserializeOwned>(
     }
 }
 
-fn get_str(
-    t: &impl ReadableTable<&'static str, &'static str>,
-    key: &str,
-) -> Result<Option<String>, StoreError> {
+fn get_str(t: &impl ReadableTable<&'static str, &'static str>, key: &str) -> Result<Option<String>, StoreError> {
     Ok(t.get(key).map_err(backend)?.map(|v| v.value().to_string()))
 }
 
-fn put<T: Serialize>(
-    t: &mut Table<&'static str, &'static str>,
-    key: &str,
-    v: &T,
-) -> Result<(), StoreError> {
+fn put<T: Serialize>(t: &mut Table<&'static str, &'static str>, key: &str, v: &T) -> Result<(), StoreError> {
     t.insert(key, to_json(v).as_str()).map_err(backend)?;
     Ok(())
 }
@@ -99,12 +94,11 @@ fn pair_key(seller: &str, buyer: &str) -> String {
 impl RedbStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let db =
+            Database::create(path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         for t in [
             SELLERS,
@@ -121,27 +115,21 @@ impl RedbStore {
         ] {
             txn.open_table(t).map_err(backend)?;
         }
-        for t in [SELLER_DAY_ORDERS, SELLER_DAY_SENT] {
+        for t in [SELLER_DAY_ORDERS, SELLER_DAY_SENT, META] {
             txn.open_table(t).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         Ok(RedbStore { db })
     }
 
-    fn read<R>(
-        &self,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
+    fn read<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         f(&txn)
     }
 
     /// Runs `f` in a write transaction and commits (durably) only if it succeeds:
     /// an error leaves nothing half-applied.
-    fn write<R>(
-        &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
+    fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
         let r = f(&txn)?;
         txn.commit().map_err(backend)?;
@@ -149,17 +137,13 @@ impl RedbStore {
     }
 
     fn load_seller(txn: &WriteTransaction, id: &str) -> Result<Seller, StoreError> {
-        get(&txn.open_table(SELLERS).map_err(backend)?, id)?.ok_or_else(|| StoreError::NotFound {
-            kind: "seller",
-            id: id.into(),
-        })
+        get(&txn.open_table(SELLERS).map_err(backend)?, id)?
+            .ok_or_else(|| StoreError::NotFound { kind: "seller", id: id.into() })
     }
 
     fn load_buyer(txn: &WriteTransaction, id: &str) -> Result<Buyer, StoreError> {
-        get(&txn.open_table(BUYERS).map_err(backend)?, id)?.ok_or_else(|| StoreError::NotFound {
-            kind: "buyer",
-            id: id.into(),
-        })
+        get(&txn.open_table(BUYERS).map_err(backend)?, id)?
+            .ok_or_else(|| StoreError::NotFound { kind: "buyer", id: id.into() })
     }
 
     /// Draws an alias local part not yet used by any alias, and records its owner.
@@ -174,38 +158,24 @@ impl RedbStore {
         }
     }
 
-    fn ensure_pair(
-        txn: &WriteTransaction,
-        seller: &str,
-        buyer: &str,
-    ) -> Result<String, StoreError> {
+    fn ensure_pair(txn: &WriteTransaction, seller: &str, buyer: &str) -> Result<String, StoreError> {
         let key = pair_key(seller, buyer);
         if let Some(alias) = get_str(&txn.open_table(PAIRS).map_err(backend)?, &key)? {
             return Ok(alias);
         }
         Self::load_seller(txn, seller)?;
         Self::load_buyer(txn, buyer)?;
-        let owner = AliasOwner::Pair {
-            seller: seller.into(),
-            buyer: buyer.into(),
-        };
+        let owner = AliasOwner::Pair { seller: seller.into(), buyer: buyer.into() };
         let alias = Self::new_alias(txn, &owner)?;
-        txn.open_table(PAIRS)
-            .map_err(backend)?
-            .insert(key.as_str(), alias.as_str())
-            .map_err(backend)?;
+        txn.open_table(PAIRS).map_err(backend)?.insert(key.as_str(), alias.as_str()).map_err(backend)?;
         Ok(alias)
     }
 
-    fn check_approvable(
-        txn: &WriteTransaction,
-        seller: &str,
-        addr: &Address,
-    ) -> Result<(), StoreError> {
+    fn check_approvable(txn: &WriteTransaction, seller: &str, addr: &Address) -> Result<(), StoreError> {
         match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
-            Some(owner) if owner != seller => Err(StoreError::Conflict(format!(
-                "address {addr} is already approved for seller {owner:?}"
-            ))),
+            Some(owner) if owner != seller => {
+                Err(StoreError::Conflict(format!("address {addr} is already approved for seller {owner:?}")))
+            }
             _ => Ok(()),
         }
     }
@@ -214,17 +184,8 @@ impl RedbStore {
 impl Store for RedbStore {
     fn add_seller(&self, new: NewSeller) -> Result<Seller, StoreError> {
         self.write(|txn| {
-            if txn
-                .open_table(SELLERS)
-                .map_err(backend)?
-                .get(new.id.as_str())
-                .map_err(backend)?
-                .is_some()
-            {
-                return Err(StoreError::Duplicate {
-                    kind: "seller",
-                    id: new.id.clone(),
-                });
+            if txn.open_table(SELLERS).map_err(backend)?.get(new.id.as_str()).map_err(backend)?.is_some() {
+                return Err(StoreError::Duplicate { kind: "seller", id: new.id.clone() });
             }
             let mut approved_addresses: Vec<Address> = Vec::new();
             for a in &new.approved_addresses {
@@ -233,12 +194,7 @@ impl Store for RedbStore {
                     approved_addresses.push(a.clone());
                 }
             }
-            let alias = Self::new_alias(
-                txn,
-                &AliasOwner::Seller {
-                    seller: new.id.clone(),
-                },
-            )?;
+            let alias = Self::new_alias(txn, &AliasOwner::Seller { seller: new.id.clone() })?;
             let seller = Seller {
                 id: new.id,
                 name: new.name,
@@ -249,15 +205,9 @@ impl Store for RedbStore {
             };
             let mut approved = txn.open_table(APPROVED).map_err(backend)?;
             for a in &seller.approved_addresses {
-                approved
-                    .insert(a.as_str(), seller.id.as_str())
-                    .map_err(backend)?;
+                approved.insert(a.as_str(), seller.id.as_str()).map_err(backend)?;
             }
-            put(
-                &mut txn.open_table(SELLERS).map_err(backend)?,
-                &seller.id,
-                &seller,
-            )?;
+            put(&mut txn.open_table(SELLERS).map_err(backend)?, &seller.id, &seller)?;
             Ok(seller)
         })
     }
@@ -285,10 +235,7 @@ impl Store for RedbStore {
             Self::check_approvable(txn, id, addr)?;
             if !seller.approves(addr) {
                 seller.approved_addresses.push(addr.clone());
-                txn.open_table(APPROVED)
-                    .map_err(backend)?
-                    .insert(addr.as_str(), id)
-                    .map_err(backend)?;
+                txn.open_table(APPROVED).map_err(backend)?.insert(addr.as_str(), id).map_err(backend)?;
                 put(&mut txn.open_table(SELLERS).map_err(backend)?, id, &seller)?;
             }
             Ok(seller)
@@ -299,16 +246,10 @@ impl Store for RedbStore {
         self.write(|txn| {
             let mut seller = Self::load_seller(txn, id)?;
             if !seller.approves(addr) {
-                return Err(StoreError::NotFound {
-                    kind: "approved address",
-                    id: addr.to_string(),
-                });
+                return Err(StoreError::NotFound { kind: "approved address", id: addr.to_string() });
             }
             seller.approved_addresses.retain(|a| a != addr);
-            txn.open_table(APPROVED)
-                .map_err(backend)?
-                .remove(addr.as_str())
-                .map_err(backend)?;
+            txn.open_table(APPROVED).map_err(backend)?.remove(addr.as_str()).map_err(backend)?;
             put(&mut txn.open_table(SELLERS).map_err(backend)?, id, &seller)?;
             Ok(seller)
         })
@@ -319,11 +260,9 @@ impl Store for RedbStore {
     }
 
     fn seller_by_approved(&self, addr: &Address) -> Result<Option<Seller>, StoreError> {
-        self.read(|txn| {
-            match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
-                Some(id) => get(&txn.open_table(SELLERS).map_err(backend)?, &id),
-                None => Ok(None),
-            }
+        self.read(|txn| match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
+            Some(id) => get(&txn.open_table(SELLERS).map_err(backend)?, &id),
+            None => Ok(None),
         })
     }
 
@@ -331,10 +270,7 @@ impl Store for RedbStore {
         self.write(|txn| {
             let mut buyers = txn.open_table(BUYERS).map_err(backend)?;
             if buyers.get(new.id.as_str()).map_err(backend)?.is_some() {
-                return Err(StoreError::Duplicate {
-                    kind: "buyer",
-                    id: new.id,
-                });
+                return Err(StoreError::Duplicate { kind: "buyer", id: new.id });
             }
             let mut emails = txn.open_table(BUYER_EMAILS).map_err(backend)?;
             if let Some(other) = get_str(&emails, new.email.as_str())? {
@@ -343,15 +279,8 @@ impl Store for RedbStore {
                     new.email
                 )));
             }
-            let buyer = Buyer {
-                id: new.id,
-                email: new.email,
-                name: new.name,
-                opted_out: false,
-            };
-            emails
-                .insert(buyer.email.as_str(), buyer.id.as_str())
-                .map_err(backend)?;
+            let buyer = Buyer { id: new.id, email: new.email, name: new.name, opted_out: false };
+            emails.insert(buyer.email.as_str(), buyer.id.as_str()).map_err(backend)?;
             put(&mut buyers, &buyer.id, &buyer)?;
             Ok(buyer)
         })
@@ -371,14 +300,9 @@ impl Store for RedbStore {
     }
 
     fn buyer_by_email(&self, addr: &Address) -> Result<Option<Buyer>, StoreError> {
-        self.read(|txn| {
-            match get_str(
-                &txn.open_table(BUYER_EMAILS).map_err(backend)?,
-                addr.as_str(),
-            )? {
-                Some(id) => get(&txn.open_table(BUYERS).map_err(backend)?, &id),
-                None => Ok(None),
-            }
+        self.read(|txn| match get_str(&txn.open_table(BUYER_EMAILS).map_err(backend)?, addr.as_str())? {
+            Some(id) => get(&txn.open_table(BUYERS).map_err(backend)?, &id),
+            None => Ok(None),
         })
     }
 
@@ -386,10 +310,7 @@ impl Store for RedbStore {
         self.write(|txn| {
             let mut orders = txn.open_table(ORDERS).map_err(backend)?;
             if orders.get(new.id.as_str()).map_err(backend)?.is_some() {
-                return Err(StoreError::Duplicate {
-                    kind: "order",
-                    id: new.id,
-                });
+                return Err(StoreError::Duplicate { kind: "order", id: new.id });
             }
             Self::load_seller(txn, &new.seller)?;
             Self::load_buyer(txn, &new.buyer)?;
@@ -402,16 +323,10 @@ impl Store for RedbStore {
             };
             put(&mut orders, &order.id, &order)?;
             let key = format!("{}{SEP}{}", pair_key(&order.seller, &order.buyer), order.id);
-            txn.open_table(PAIR_ORDERS)
-                .map_err(backend)?
-                .insert(key.as_str(), "")
-                .map_err(backend)?;
+            txn.open_table(PAIR_ORDERS).map_err(backend)?.insert(key.as_str(), "").map_err(backend)?;
             let mut per_day = txn.open_table(SELLER_DAY_ORDERS).map_err(backend)?;
             let key = day_key(&order.seller, order.created_at / 86_400);
-            let n = per_day
-                .get(key.as_str())
-                .map_err(backend)?
-                .map_or(0, |v| v.value());
+            let n = per_day.get(key.as_str()).map_err(backend)?.map_or(0, |v| v.value());
             per_day.insert(key.as_str(), n + 1).map_err(backend)?;
             drop(per_day);
             Ok(order)
@@ -439,12 +354,7 @@ impl Store for RedbStore {
     }
 
     fn pair_alias(&self, seller: &str, buyer: &str) -> Result<String, StoreError> {
-        let existing = self.read(|txn| {
-            get_str(
-                &txn.open_table(PAIRS).map_err(backend)?,
-                &pair_key(seller, buyer),
-            )
-        })?;
+        let existing = self.read(|txn| get_str(&txn.open_table(PAIRS).map_err(backend)?, &pair_key(seller, buyer)))?;
         match existing {
             Some(alias) => Ok(alias),
             None => self.write(|txn| Self::ensure_pair(txn, seller, buyer)),
@@ -468,16 +378,11 @@ impl Store for RedbStore {
             let mut refs = Vec::with_capacity(ids.len());
             for id in ids {
                 // A relay id names the other side's message; a real id only the sender's own.
-                let by_original_id =
-                    match get_str(&by_original, &original_key(seller, buyer, sender, id))? {
-                        Some(relay_id) => get(&by_relay, &relay_id)?,
-                        None => None,
-                    };
-                refs.push(Reference {
-                    id: id.clone(),
-                    by_relay_id: get(&by_relay, id)?,
-                    by_original_id,
-                });
+                let by_original_id = match get_str(&by_original, &original_key(seller, buyer, sender, id))? {
+                    Some(relay_id) => get(&by_relay, &relay_id)?,
+                    None => None,
+                };
+                refs.push(Reference { id: id.clone(), by_relay_id: get(&by_relay, id)?, by_original_id });
             }
             Ok(refs)
         })
@@ -486,30 +391,19 @@ impl Store for RedbStore {
     fn record_message(&self, msg: &NewMessage<'_>) -> Result<Recorded, StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
         let pair_alias = Self::ensure_pair(&txn, msg.seller, msg.buyer)?;
-        let key = msg
-            .original_id
-            .map(|id| original_key(msg.seller, msg.buyer, msg.sender, id));
+        let key = msg.original_id.map(|id| original_key(msg.seller, msg.buyer, msg.sender, id));
         let known: Option<MessageLink> = {
             let by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
-            match key
-                .as_deref()
-                .map(|k| get_str(&by_original, k))
-                .transpose()?
-                .flatten()
-            {
+            match key.as_deref().map(|k| get_str(&by_original, k)).transpose()?.flatten() {
                 Some(relay_id) => get(&txn.open_table(MSG_BY_RELAY).map_err(backend)?, &relay_id)?,
                 None => None,
             }
         };
-        if let (None, Some(allowance), Decision::Delivered) = (&known, msg.allowance, msg.decision)
-        {
+        if let (None, Some(allowance), Decision::Delivered) = (&known, msg.allowance, msg.decision) {
             // Counted at acceptance, exactly: write transactions are serialised.
             let mut sent = txn.open_table(SELLER_DAY_SENT).map_err(backend)?;
             let k = day_key(msg.seller, allowance.day);
-            let n = sent
-                .get(k.as_str())
-                .map_err(backend)?
-                .map_or(0, |v| v.value());
+            let n = sent.get(k.as_str()).map_err(backend)?.map_or(0, |v| v.value());
             if n >= allowance.limit {
                 drop(sent);
                 txn.abort().map_err(backend)?;
@@ -528,11 +422,7 @@ impl Store for RedbStore {
                     sender: msg.sender,
                     at: msg.at,
                 };
-                put(
-                    &mut txn.open_table(MSG_BY_RELAY).map_err(backend)?,
-                    &link.relay_id,
-                    &link,
-                )?;
+                put(&mut txn.open_table(MSG_BY_RELAY).map_err(backend)?, &link.relay_id, &link)?;
                 if let Some(k) = &key {
                     txn.open_table(MSG_BY_ORIGINAL)
                         .map_err(backend)?
@@ -542,7 +432,14 @@ impl Store for RedbStore {
                 link
             }
         };
+        let seq = {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let next = meta.get("message_seq").map_err(backend)?.map_or(0, |v| v.value()) + 1;
+            meta.insert("message_seq", next).map_err(backend)?;
+            next
+        };
         let record = MessageRecord {
+            seq,
             relay_id: link.relay_id.clone(),
             at: msg.at,
             seller: msg.seller.into(),
@@ -552,17 +449,28 @@ impl Store for RedbStore {
             order: msg.order.map(String::from),
             subject: msg.subject.map(String::from),
         };
-        put(
-            &mut txn.open_table(MESSAGES).map_err(backend)?,
-            &record.relay_id,
-            &record,
-        )?;
+        put(&mut txn.open_table(MESSAGES).map_err(backend)?, &record.relay_id, &record)?;
         txn.commit().map_err(backend)?;
         Ok(Recorded::Done { pair_alias, link })
     }
 
     fn message(&self, relay_id: &str) -> Result<Option<MessageRecord>, StoreError> {
         self.read(|txn| get(&txn.open_table(MESSAGES).map_err(backend)?, relay_id))
+    }
+
+    fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError> {
+        self.read(|txn| {
+            let t = txn.open_table(MESSAGES).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in t.iter().map_err(backend)? {
+                let record: MessageRecord = from_json(entry.map_err(backend)?.1.value())?;
+                if filter.matches(&record) {
+                    out.push(record);
+                }
+            }
+            out.sort_by_key(|r| r.seq);
+            Ok(out)
+        })
     }
 
     fn orders_in_days(&self, seller: &str, from_day: u64, to_day: u64) -> Result<u64, StoreError> {
@@ -583,9 +491,7 @@ impl Store for RedbStore {
     fn sent_on_day(&self, seller: &str, day: u64) -> Result<u64, StoreError> {
         self.read(|txn| {
             let t = txn.open_table(SELLER_DAY_SENT).map_err(backend)?;
-            Ok(t.get(day_key(seller, day).as_str())
-                .map_err(backend)?
-                .map_or(0, |v| v.value()))
+            Ok(t.get(day_key(seller, day).as_str()).map_err(backend)?.map_or(0, |v| v.value()))
         })
     }
 }
@@ -609,13 +515,7 @@ mod tests {
                 approved_addresses: vec![addr("sales@shop1.example")],
             })
             .unwrap();
-        store
-            .add_buyer(NewBuyer {
-                id: "B1".into(),
-                email: addr("bob@buyer.example"),
-                name: None,
-            })
-            .unwrap();
+        store.add_buyer(NewBuyer { id: "B1".into(), email: addr("bob@buyer.example"), name: None }).unwrap();
         (dir, store)
     }
 
@@ -624,13 +524,7 @@ mod tests {
         let (dir, store) = fixture();
         let a = store.pair_alias("S1", "B1").unwrap();
         assert_eq!(store.pair_alias("S1", "B1").unwrap(), a);
-        assert_eq!(
-            store.alias_owner(&a).unwrap(),
-            Some(AliasOwner::Pair {
-                seller: "S1".into(),
-                buyer: "B1".into()
-            })
-        );
+        assert_eq!(store.alias_owner(&a).unwrap(), Some(AliasOwner::Pair { seller: "S1".into(), buyer: "B1".into() }));
         drop(store);
         let store = RedbStore::open(&dir.path().join("store.redb")).unwrap();
         assert_eq!(store.pair_alias("S1", "B1").unwrap(), a);
@@ -639,10 +533,7 @@ mod tests {
     #[test]
     fn pair_needs_known_parties() {
         let (_d, store) = fixture();
-        assert!(matches!(
-            store.pair_alias("S1", "nobody"),
-            Err(StoreError::NotFound { kind: "buyer", .. })
-        ));
+        assert!(matches!(store.pair_alias("S1", "nobody"), Err(StoreError::NotFound { kind: "buyer", .. })));
     }
 
     #[test]
@@ -658,25 +549,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)));
         assert_eq!(store.seller("S2").unwrap(), None);
-        assert_eq!(
-            store.seller_by_approved(&addr("new@two.example")).unwrap(),
-            None
-        );
-        assert_eq!(
-            store
-                .seller_by_approved(&addr("sales@shop1.example"))
-                .unwrap()
-                .unwrap()
-                .id,
-            "S1"
-        );
+        assert_eq!(store.seller_by_approved(&addr("new@two.example")).unwrap(), None);
+        assert_eq!(store.seller_by_approved(&addr("sales@shop1.example")).unwrap().unwrap().id, "S1");
         store.revoke("S1", &addr("sales@shop1.example")).unwrap();
-        assert_eq!(
-            store
-                .seller_by_approved(&addr("sales@shop1.example"))
-                .unwrap(),
-            None
-        );
+        assert_eq!(store.seller_by_approved(&addr("sales@shop1.example")).unwrap(), None);
     }
 
     fn new_message<'a>(sender: Party, original_id: Option<&'a str>) -> NewMessage<'a> {
@@ -704,78 +580,35 @@ mod tests {
     #[test]
     fn record_message_is_idempotent_per_original_id() {
         let (_d, store) = fixture();
-        let first = done(
-            store
-                .record_message(&new_message(Party::Buyer, Some("b1@buyer.example")))
-                .unwrap(),
-        );
-        assert_eq!(
-            first,
-            done(
-                store
-                    .record_message(&new_message(Party::Buyer, Some("b1@buyer.example")))
-                    .unwrap()
-            )
-        );
+        let first = done(store.record_message(&new_message(Party::Buyer, Some("b1@buyer.example"))).unwrap());
+        assert_eq!(first, done(store.record_message(&new_message(Party::Buyer, Some("b1@buyer.example"))).unwrap()));
         assert!(first.relay_id.ends_with("@m.example.com"));
-        done(
-            store
-                .record_message(&new_message(Party::Seller, Some("s1@shop1.example")))
-                .unwrap(),
-        );
-        let ids = [
-            first.relay_id.clone(),
-            "b1@buyer.example".to_string(),
-            "s1@shop1.example".to_string(),
-        ];
+        done(store.record_message(&new_message(Party::Seller, Some("s1@shop1.example"))).unwrap());
+        let ids = [first.relay_id.clone(), "b1@buyer.example".to_string(), "s1@shop1.example".to_string()];
         let refs = store.references("S1", "B1", Party::Seller, &ids).unwrap();
         assert_eq!(refs[0].by_relay_id.as_ref(), Some(&first));
         // The buyer's own original id is not the seller's to name; the seller's own is.
         assert_eq!(refs[1].by_original_id, None);
-        assert_eq!(
-            refs[2].by_original_id.as_ref().unwrap().sender,
-            Party::Seller
-        );
-        assert_eq!(
-            store.message(&first.relay_id).unwrap().unwrap().decision,
-            Decision::Delivered
-        );
+        assert_eq!(refs[2].by_original_id.as_ref().unwrap().sender, Party::Seller);
+        assert_eq!(store.message(&first.relay_id).unwrap().unwrap().decision, Decision::Delivered);
     }
 
     #[test]
     fn allowance_is_counted_once_per_message_and_never_exceeded() {
         let (_d, store) = fixture();
-        let allowance = Some(DailyAllowance {
-            day: 20_000,
-            limit: 2,
-        });
+        let allowance = Some(DailyAllowance { day: 20_000, limit: 2 });
         let send = |id: &'static str, decision| {
-            store
-                .record_message(&NewMessage {
-                    allowance,
-                    decision,
-                    ..new_message(Party::Seller, Some(id))
-                })
-                .unwrap()
+            store.record_message(&NewMessage { allowance, decision, ..new_message(Party::Seller, Some(id)) }).unwrap()
         };
         done(send("a@s", Decision::Delivered));
         done(send("a@s", Decision::Delivered)); // a retry: not counted again
         done(send("x@s", Decision::Blocked)); // blocked: not counted
         done(send("b@s", Decision::Delivered));
-        assert_eq!(
-            send("c@s", Decision::Delivered),
-            Recorded::OverLimit { sent: 2 }
-        );
+        assert_eq!(send("c@s", Decision::Delivered), Recorded::OverLimit { sent: 2 });
         assert_eq!(store.sent_on_day("S1", 20_000).unwrap(), 2);
         assert_eq!(store.sent_on_day("S1", 20_001).unwrap(), 0);
         // Nothing of the refused one was written.
-        assert!(
-            store
-                .references("S1", "B1", Party::Seller, &["c@s".into()])
-                .unwrap()[0]
-                .by_original_id
-                .is_none()
-        );
+        assert!(store.references("S1", "B1", Party::Seller, &["c@s".into()]).unwrap()[0].by_original_id.is_none());
     }
 
     #[test]

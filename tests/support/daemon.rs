@@ -2,11 +2,14 @@
 //! through the real admin API.
 
 use bsm_milter::admin::client::Client;
+use bsm_milter::clock::{Clock, SystemClock};
 use bsm_milter::config::{Config, Socket};
 use bsm_milter::{Daemon, SharedConfig};
 use hyper::Method;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 
 pub const DOMAIN: &str = "m.example.com";
@@ -40,34 +43,26 @@ pub fn config_text(dir: &std::path::Path, milter: &str, admin: &str) -> String {
 
 impl TestDaemon {
     pub async fn start() -> TestDaemon {
+        Self::start_with("", Arc::new(SystemClock)).await
+    }
+
+    /// `extra` is appended to the config; `clock` replaces the system clock.
+    pub async fn start_with(extra: &str, clock: Arc<dyn Clock>) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::parse(&config_text(
-            dir.path(),
-            "inet:127.0.0.1:0",
-            "inet:127.0.0.1:0",
-        ))
-        .unwrap();
-        let daemon = Daemon::bind(SharedConfig::new(config, None)).await.unwrap();
+        let text = config_text(dir.path(), "inet:127.0.0.1:0", "inet:127.0.0.1:0") + extra;
+        let config = Config::parse(&text).unwrap();
+        let daemon = Daemon::bind(SharedConfig::new(config, None)).await.unwrap().with_clock(clock);
         let milter = daemon.milter_addr().unwrap();
         let admin = Client::new(Socket::Inet(daemon.admin_addr().unwrap()));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(daemon.run(async move {
             let _ = rx.await;
         }));
-        TestDaemon {
-            dir,
-            milter,
-            admin,
-            stop: Some(tx),
-            task,
-        }
+        TestDaemon { dir, milter, admin, stop: Some(tx), task }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        self.admin
-            .request(Method::POST, path, Some(body))
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        self.admin.request(Method::POST, path, Some(body)).await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
     pub async fn parties(&self) -> Parties {
@@ -77,22 +72,10 @@ impl TestDaemon {
         let s2 = self
             .post("/v1/sellers", json!({"id": "S2", "name": "Shop Two", "service_address": "cs@shop2.example", "approved_addresses": ["sales@shop2.example"]}))
             .await;
-        self.post(
-            "/v1/buyers",
-            json!({"id": "B1", "email": "bob@buyer.example", "name": "Bob Buyer"}),
-        )
-        .await;
-        self.post(
-            "/v1/buyers",
-            json!({"id": "B2", "email": "carol@buyer2.example"}),
-        )
-        .await;
+        self.post("/v1/buyers", json!({"id": "B1", "email": "bob@buyer.example", "name": "Bob Buyer"})).await;
+        self.post("/v1/buyers", json!({"id": "B2", "email": "carol@buyer2.example"})).await;
         let pair = |s: &'static str, b: &'static str| async move {
-            self.post("/v1/aliases", json!({"seller": s, "buyer": b}))
-                .await["alias"]
-                .as_str()
-                .unwrap()
-                .to_string()
+            self.post("/v1/aliases", json!({"seller": s, "buyer": b})).await["alias"].as_str().unwrap().to_string()
         };
         Parties {
             s1_alias: s1["alias"].as_str().unwrap().into(),
@@ -106,5 +89,25 @@ impl TestDaemon {
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A clock the test sets.
+#[derive(Default)]
+pub struct TestClock(AtomicU64);
+
+impl TestClock {
+    pub fn at(unix: u64) -> Arc<TestClock> {
+        Arc::new(TestClock(AtomicU64::new(unix)))
+    }
+
+    pub fn set(&self, unix: u64) {
+        self.0.store(unix, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
     }
 }

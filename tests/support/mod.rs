@@ -2,3 +2,4 @@
 pub mod daemon;
 pub mod postfix;
 pub mod process;
+pub mod world;

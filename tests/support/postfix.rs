@@ -144,12 +144,8 @@ impl PostfixRelay {
         };
         // From here on, a panic drops `relay`, which stops whatever was started.
         relay.prepare_dirs(ids);
-        relay.sink_dir_canon = fs::canonicalize(&relay.sink_dir).unwrap_or_else(|e| {
-            panic!(
-                "postfix harness: canonicalize {}: {e}",
-                relay.sink_dir.display()
-            )
-        });
+        relay.sink_dir_canon = fs::canonicalize(&relay.sink_dir)
+            .unwrap_or_else(|e| panic!("postfix harness: canonicalize {}: {e}", relay.sink_dir.display()));
         if !opts.milter_socket.as_os_str().is_empty() {
             warn_if_unreachable(&opts.milter_socket, ids);
         }
@@ -224,10 +220,7 @@ impl PostfixRelay {
         // complete (after the final ".") or unlinked (aborted transaction: reading it fails).
         let mut names: Vec<PathBuf> = match fs::read_dir(&self.sink_dir) {
             Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-            Err(e) => panic!(
-                "postfix harness: cannot read sink dir {}: {e}",
-                self.sink_dir.display()
-            ),
+            Err(e) => panic!("postfix harness: cannot read sink dir {}: {e}", self.sink_dir.display()),
         };
         names.retain(|p| p.is_file());
         let open = self.sink_open_files();
@@ -309,9 +302,7 @@ impl PostfixRelay {
 
     /// True if there are no files under the queue's active/deferred/incoming/maildrop dirs.
     pub fn queue_is_empty(&self) -> bool {
-        ["active", "deferred", "incoming", "maildrop"]
-            .iter()
-            .all(|q| count_files(&self.queue_dir.join(q)) == 0)
+        ["active", "deferred", "incoming", "maildrop"].iter().all(|q| count_files(&self.queue_dir.join(q)) == 0)
     }
 
     /// Polls until [`queue_is_empty`](Self::queue_is_empty); panics on timeout.
@@ -331,18 +322,8 @@ impl PostfixRelay {
 
     /// Output of `postqueue -c DIR -p` (the mailq listing), for diagnostics.
     pub fn mailq(&self) -> String {
-        match Command::new(POSTQUEUE)
-            .arg("-c")
-            .arg(&self.conf_dir)
-            .arg("-p")
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(o) => format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
+        match Command::new(POSTQUEUE).arg("-c").arg(&self.conf_dir).arg("-p").stdin(Stdio::null()).output() {
+            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
             Err(e) => format!("(postqueue -p failed: {e})"),
         }
     }
@@ -360,15 +341,8 @@ impl PostfixRelay {
     fn prepare_dirs(&self, ids: &Ids) {
         // The temp dir is 0700 root; the postfix user must be able to traverse it.
         set_mode(&self.dir, 0o755);
-        for d in [
-            &self.conf_dir,
-            &self.queue_dir,
-            &self.sink_dir,
-            &self.dir.join("log"),
-            &self.dir.join("data"),
-        ] {
-            fs::create_dir_all(d)
-                .unwrap_or_else(|e| panic!("postfix harness: mkdir {}: {e}", d.display()));
+        for d in [&self.conf_dir, &self.queue_dir, &self.sink_dir, &self.dir.join("log"), &self.dir.join("data")] {
+            fs::create_dir_all(d).unwrap_or_else(|e| panic!("postfix harness: mkdir {}: {e}", d.display()));
         }
         set_mode(&self.queue_dir, 0o755);
         chown(&self.dir.join("data"), ids.postfix_uid, ids.postfix_gid);
@@ -393,14 +367,12 @@ impl PostfixRelay {
             ("public", 0o710, Some(ids.postdrop_gid)),
         ] {
             let p = self.queue_dir.join(name);
-            fs::create_dir(&p)
-                .unwrap_or_else(|e| panic!("postfix harness: mkdir {}: {e}", p.display()));
+            fs::create_dir(&p).unwrap_or_else(|e| panic!("postfix harness: mkdir {}: {e}", p.display()));
             chown(&p, ids.postfix_uid, group.unwrap_or(0));
             set_mode(&p, mode);
         }
         let pid_dir = self.queue_dir.join("pid");
-        fs::create_dir(&pid_dir)
-            .unwrap_or_else(|e| panic!("postfix harness: mkdir {}: {e}", pid_dir.display()));
+        fs::create_dir(&pid_dir).unwrap_or_else(|e| panic!("postfix harness: mkdir {}: {e}", pid_dir.display()));
         set_mode(&pid_dir, 0o755);
     }
 
@@ -408,20 +380,14 @@ impl PostfixRelay {
         let sink_bin = SINK_CANDIDATES
             .iter()
             .find(|p| Path::new(p).exists())
-            .unwrap_or_else(|| {
-                panic!("postfix harness: smtp-sink not found in {SINK_CANDIDATES:?}")
-            });
+            .unwrap_or_else(|| panic!("postfix harness: smtp-sink not found in {SINK_CANDIDATES:?}"));
         let sink_host = format!("sink-{}.test", self.id);
         let deadline = Instant::now() + START_TIMEOUT;
         let mut attempts = Vec::new();
         for _attempt in 0..5 {
             let port = free_port();
             let log = self.dir.join("sink.log");
-            let out = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("sink.log");
+            let out = fs::OpenOptions::new().create(true).append(true).open(&log).expect("sink.log");
             let template = format!("{}/%Y%m%d%H%M%S.", self.sink_dir.display());
             let mut child = Command::new(sink_bin)
                 .args(["-u", "postfix", "-h", &sink_host, "-d", &template])
@@ -470,24 +436,15 @@ impl PostfixRelay {
     fn start_postfix(&mut self, opts: &RelayOptions, extra_main_cf: &[(&str, &str)]) {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut attempts = Vec::new();
-        fs::write(self.conf_dir.join("header_checks"), "/^Received:/ IGNORE\n")
-            .expect("write header_checks");
-        fs::write(
-            self.conf_dir.join("milter_maps"),
-            format!("{PROBE_ADDR}/32 DISABLE\n"),
-        )
-        .expect("write milter_maps");
+        fs::write(self.conf_dir.join("header_checks"), "/^Received:/ IGNORE\n").expect("write header_checks");
+        fs::write(self.conf_dir.join("milter_maps"), format!("{PROBE_ADDR}/32 DISABLE\n")).expect("write milter_maps");
         for _attempt in 0..5 {
             let port = free_port();
             self.write_config(port, opts, extra_main_cf);
             // Only look at what this attempt logs (a previous attempt may have died on bind).
             let log_start = fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0) as usize;
             let out_path = self.dir.join("master.out");
-            let out = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&out_path)
-                .expect("master.out");
+            let out = fs::OpenOptions::new().create(true).append(true).open(&out_path).expect("master.out");
             // Run master in the foreground as our child (it still becomes a session and process
             // group leader). This is what `postfix start` ends up doing, minus the shell-script
             // checks (and without needing a tty).
@@ -554,25 +511,14 @@ impl PostfixRelay {
                 );
             }
         }
-        panic!(
-            "postfix harness: could not start Postfix: {attempts:?}\n--- maillog ---\n{}",
-            self.maillog()
-        );
+        panic!("postfix harness: could not start Postfix: {attempts:?}\n--- maillog ---\n{}", self.maillog());
     }
 
     fn postfix_check(&self) -> String {
-        match Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(&self.conf_dir)
-            .arg("check")
-            .output()
-        {
-            Ok(o) => format!(
-                "{}: {}{}",
-                o.status,
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
+        match Command::new("/usr/sbin/postfix").arg("-c").arg(&self.conf_dir).arg("check").output() {
+            Ok(o) => {
+                format!("{}: {}{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+            }
             Err(e) => format!("(cannot run postfix check: {e})"),
         }
     }
@@ -612,11 +558,8 @@ impl PostfixRelay {
             log = self.log_file.display(),
         );
         if !opts.milter_socket.as_os_str().is_empty() {
-            let action = if opts.milter_default_action.is_empty() {
-                "tempfail"
-            } else {
-                opts.milter_default_action.as_str()
-            };
+            let action =
+                if opts.milter_default_action.is_empty() { "tempfail" } else { opts.milter_default_action.as_str() };
             main.push_str(&format!(
                 "smtpd_milters = {{ unix:{}, default_action={action} }}\n\
                  smtpd_milter_maps = cidr:{d}/etc/milter_maps\n",
@@ -642,9 +585,8 @@ impl PostfixRelay {
             None => return HashSet::new(),
         };
         let fd_dir = format!("/proc/{pid}/fd");
-        let rd = fs::read_dir(&fd_dir).unwrap_or_else(|e| {
-            panic!("postfix harness: smtp-sink (pid {pid}) is gone? {fd_dir}: {e}")
-        });
+        let rd = fs::read_dir(&fd_dir)
+            .unwrap_or_else(|e| panic!("postfix harness: smtp-sink (pid {pid}) is gone? {fd_dir}: {e}"));
         rd.filter_map(|e| e.ok())
             .filter_map(|e| fs::read_link(e.path()).ok())
             .filter(|p| p.starts_with(&self.sink_dir_canon))
@@ -696,8 +638,7 @@ impl Drop for PostfixRelay {
 /// master.cf: /etc/postfix/master.cf (or a built-in copy) with every `inet` service removed,
 /// chroot = n everywhere (the queue is private), a postlog service, and our smtpd.
 fn master_cf(smtp_port: u16) -> String {
-    let base = fs::read_to_string("/etc/postfix/master.cf")
-        .unwrap_or_else(|_| BUILTIN_MASTER_CF.to_string());
+    let base = fs::read_to_string("/etc/postfix/master.cf").unwrap_or_else(|_| BUILTIN_MASTER_CF.to_string());
     let mut out = String::from("# generated by the e2e test harness from /etc/postfix/master.cf\n");
     let mut skipping = false;
     let mut have_postlog = false;
@@ -738,9 +679,7 @@ fn master_cf(smtp_port: u16) -> String {
         out.push_str("postlog   unix-dgram n  -       n       -       1       postlogd\n");
     }
     // private=n, unpriv=default (runs as mail_owner; smtpd refuses root), chroot=n.
-    out.push_str(&format!(
-        "127.0.0.1:{smtp_port} inet  n  -  n  -  -  smtpd\n"
-    ));
+    out.push_str(&format!("127.0.0.1:{smtp_port} inet  n  -  n  -  -  smtpd\n"));
     out
 }
 
@@ -794,9 +733,7 @@ impl SinkMessage {
         if self.raw.starts_with(b"\r\n") {
             return String::new();
         }
-        let end = find(&self.raw, b"\r\n\r\n")
-            .map(|i| i + 2)
-            .unwrap_or(self.raw.len());
+        let end = find(&self.raw, b"\r\n\r\n").map(|i| i + 2).unwrap_or(self.raw.len());
         String::from_utf8_lossy(&self.raw[..end]).into_owned()
     }
 
@@ -885,11 +822,7 @@ impl SinkMessage {
             }
             raw.push(b);
         }
-        Ok(SinkMessage {
-            mail_from,
-            rcpt_to,
-            raw,
-        })
+        Ok(SinkMessage { mail_from, rcpt_to, raw })
     }
 }
 
@@ -957,25 +890,15 @@ impl Smtp {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("smtp client: connect to {addr}: {e}"));
-        stream
-            .set_read_timeout(Some(SMTP_IO_TIMEOUT))
-            .expect("set_read_timeout");
-        stream
-            .set_write_timeout(Some(SMTP_IO_TIMEOUT))
-            .expect("set_write_timeout");
+        stream.set_read_timeout(Some(SMTP_IO_TIMEOUT)).expect("set_read_timeout");
+        stream.set_write_timeout(Some(SMTP_IO_TIMEOUT)).expect("set_write_timeout");
         let _ = stream.set_nodelay(true);
         let writer = stream.try_clone().expect("clone TcpStream");
         let mut smtp = Smtp {
             reader: BufReader::new(stream),
             writer,
-            greeting: Reply {
-                code: 0,
-                text: String::new(),
-            },
-            ehlo: Reply {
-                code: 0,
-                text: String::new(),
-            },
+            greeting: Reply { code: 0, text: String::new() },
+            ehlo: Reply { code: 0, text: String::new() },
         };
         smtp.greeting = smtp.read_reply("(greeting)");
         smtp.ehlo = smtp.command("EHLO client.test");
@@ -1067,10 +990,7 @@ impl Smtp {
             }
             texts.push(line.get(4..).unwrap_or("").to_string());
             if line.as_bytes().get(3) != Some(&b'-') {
-                return Reply {
-                    code: c,
-                    text: texts.join("\n"),
-                };
+                return Reply { code: c, text: texts.join("\n") };
             }
         }
     }
@@ -1101,20 +1021,11 @@ fn dot_stuff(message: &[u8]) -> Vec<u8> {
 
 /// One transaction on a fresh connection: (MAIL reply, RCPT replies, DATA reply or None if no
 /// recipient was accepted). RCPTs are sent even if MAIL was refused (their replies show it).
-pub fn send(
-    port: u16,
-    from: &str,
-    rcpts: &[&str],
-    message: &[u8],
-) -> (Reply, Vec<Reply>, Option<Reply>) {
+pub fn send(port: u16, from: &str, rcpts: &[&str], message: &[u8]) -> (Reply, Vec<Reply>, Option<Reply>) {
     let mut smtp = Smtp::connect(port);
     let mail = smtp.mail_from(from);
     let rcpt: Vec<Reply> = rcpts.iter().map(|r| smtp.rcpt_to(r)).collect();
-    let data = if rcpt.iter().any(|r| r.code / 100 == 2) {
-        Some(smtp.data(message))
-    } else {
-        None
-    };
+    let data = if rcpt.iter().any(|r| r.code / 100 == 2) { Some(smtp.data(message)) } else { None };
     smtp.quit();
     (mail, rcpt, data)
 }
@@ -1150,21 +1061,14 @@ fn warn_if_unreachable(sock: &Path, ids: &Ids) {
         }
     };
     if !can(&meta, 0o2) {
-        problems.push(format!(
-            "socket mode {:o} is not writable by postfix",
-            meta.mode() & 0o7777
-        ));
+        problems.push(format!("socket mode {:o} is not writable by postfix", meta.mode() & 0o7777));
     }
     let mut dir = sock.parent();
     while let Some(d) = dir {
         if let Ok(m) = fs::metadata(d)
             && !can(&m, 0o1)
         {
-            problems.push(format!(
-                "{} (mode {:o}) is not searchable by postfix",
-                d.display(),
-                m.mode() & 0o7777
-            ));
+            problems.push(format!("{} (mode {:o}) is not searchable by postfix", d.display(), m.mode() & 0o7777));
         }
         dir = d.parent();
     }
@@ -1191,11 +1095,7 @@ fn ids() -> &'static Ids {
             panic!("postfix harness: must run as root (Postfix needs it)");
         }
         let (postfix_uid, postfix_gid) = lookup_user("postfix");
-        Ids {
-            postfix_uid,
-            postfix_gid,
-            postdrop_gid: lookup_group("postdrop"),
-        }
+        Ids { postfix_uid, postfix_gid, postdrop_gid: lookup_group("postdrop") }
     })
 }
 
@@ -1204,15 +1104,7 @@ fn lookup_user(name: &str) -> (u32, u32) {
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
+    let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
     if rc != 0 || result.is_null() {
         panic!("postfix harness: user {name:?} not found (is postfix installed?)");
     }
@@ -1224,15 +1116,7 @@ fn lookup_group(name: &str) -> u32 {
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 65536];
     let mut result: *mut libc::group = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
+    let rc = unsafe { libc::getgrnam_r(cname.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
     if rc != 0 || result.is_null() {
         panic!("postfix harness: group {name:?} not found (is postfix installed?)");
     }
@@ -1260,9 +1144,7 @@ fn backdate(p: &Path) {
 }
 
 fn read_lossy(p: &Path) -> String {
-    fs::read(p)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -1291,19 +1173,13 @@ fn probe_greeting(source: Option<Ipv4Addr>, port: u16) -> Option<String> {
         Some(src) => connect_from(src, target)?,
     };
     stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
+    stream.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut greeting = String::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 {
-            return if greeting.is_empty() {
-                None
-            } else {
-                Some(greeting)
-            };
+            return if greeting.is_empty() { None } else { Some(greeting) };
         }
         greeting.push_str(&line);
         if line.as_bytes().get(3) != Some(&b'-') {
@@ -1313,9 +1189,7 @@ fn probe_greeting(source: Option<Ipv4Addr>, port: u16) -> Option<String> {
     let mut w = stream;
     if w.write_all(b"QUIT\r\n").is_ok() {
         let mut rest = Vec::new();
-        let _ = reader
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = reader.get_mut().set_read_timeout(Some(Duration::from_secs(2)));
         let _ = reader.read_to_end(&mut rest);
     }
     Some(greeting)
@@ -1327,9 +1201,7 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> Option<TcpStream> {
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         sa.sin_family = libc::AF_INET as libc::sa_family_t;
         sa.sin_port = a.port().to_be();
-        sa.sin_addr = libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        };
+        sa.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
         sa
     }
     unsafe {

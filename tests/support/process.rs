@@ -14,25 +14,22 @@ pub struct Served {
     child: Option<Child>,
 }
 
-/// Writes a config whose sockets, store and archive live in `dir`.
-pub fn write_config(dir: &Path) -> PathBuf {
-    let text = super::daemon::config_text(
+/// Writes a config whose sockets, store and archive live in `dir`; `extra` is
+/// appended (e.g. a `[policy]` table).
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let mut text = super::daemon::config_text(
         dir,
         &format!("unix:{}/milter.sock", dir.display()),
         &format!("unix:{}/admin.sock", dir.display()),
     );
+    text.push_str(extra);
     let path = dir.join("bsm-milter.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
 pub fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(BIN).arg("--config").arg(config).args(args).output().unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -46,22 +43,14 @@ pub fn stderr(o: &Output) -> String {
 /// Runs a CLI command that must succeed; returns its stdout.
 pub fn ok(config: &Path, args: &[&str]) -> String {
     let o = cli(config, args);
-    assert!(
-        o.status.success(),
-        "bsm-milter {args:?} failed: {}",
-        stderr(&o)
-    );
+    assert!(o.status.success(), "bsm-milter {args:?} failed: {}", stderr(&o));
     stdout(&o)
 }
 
 /// Runs a CLI command that must fail with one clear line on stderr; returns it.
 pub fn fails(config: &Path, args: &[&str]) -> String {
     let o = cli(config, args);
-    assert!(
-        !o.status.success(),
-        "bsm-milter {args:?} succeeded: {}",
-        stdout(&o)
-    );
+    assert!(!o.status.success(), "bsm-milter {args:?} succeeded: {}", stdout(&o));
     let err = stderr(&o);
     assert!(!err.trim().is_empty(), "bsm-milter {args:?}: empty stderr");
     err
@@ -69,7 +58,7 @@ pub fn fails(config: &Path, args: &[&str]) -> String {
 
 impl Served {
     pub fn start(dir: &Path) -> Served {
-        let config = write_config(dir);
+        let config = write_config(dir, "");
         Self::start_with(dir, config)
     }
 
@@ -81,13 +70,7 @@ impl Served {
             .arg("serve")
             .env("RUST_LOG", "info,indymilter=warn")
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
         let served = Served {
@@ -123,11 +106,7 @@ impl Served {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
         assert!(status.success());
     }
 
