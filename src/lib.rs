@@ -21,6 +21,7 @@ use crate::config::{Config, Socket};
 use crate::listener::{BoundListener, Gate};
 use crate::milter::InFlight;
 use crate::relay::Relay;
+use crate::store::archive::Archive;
 use crate::store::{RedbStore, Store};
 use std::future::Future;
 use std::path::PathBuf;
@@ -124,9 +125,11 @@ impl Daemon {
         let in_flight = Arc::new(InFlight::default());
         let source_config = config.clone();
         let source_store = store.clone();
+        let archive = Arc::new(Archive::new(config.snapshot().archive.dir.clone()));
         let source: milter::RelaySource = Arc::new(move || Relay {
             config: source_config.snapshot(),
             store: source_store.clone(),
+            archive: archive.clone(),
             clock: clock.clone(),
         });
         let gate = Gate::default();

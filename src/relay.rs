@@ -3,19 +3,32 @@
 //! the result, tests call it directly.
 
 use crate::address::Address;
+use crate::alias::random_local;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::policy::optout::Exemption;
 use crate::policy::{Refusal, Target, check_from_header, limits, optout};
-use crate::rewrite::{RawHeader, Rewrite, headers, ids, notice};
+use crate::rewrite::{RawHeader, Rewrite, apply_edits, assemble, headers, ids, notice};
+use crate::store::archive::{Archive, Copy};
 use crate::store::{Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError};
 use std::sync::Arc;
 
-/// The relay's dependencies: configuration snapshot, store, clock.
+/// The relay's dependencies: configuration snapshot, store, archive, clock.
 #[derive(Clone)]
 pub struct Relay {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    pub archive: Arc<Archive>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// An accepted message at end of message.
+pub struct Incoming<'a> {
+    pub target: &'a Target,
+    /// Accepted envelope recipients exactly as received.
+    pub rcpts: &'a [String],
+    pub headers: &'a [RawHeader],
+    pub body: &'a [u8],
 }
 
 /// What the relay decided at end of message.
@@ -36,6 +49,29 @@ pub enum Verdict {
     },
 }
 
+/// What the policy decided about a conversation message, before recording it.
+enum Outcome {
+    Deliver(Option<Exemption>),
+    Block,
+    Discard,
+    Refuse(Refusal),
+}
+
+impl Outcome {
+    fn decision(&self) -> Decision {
+        match self {
+            Outcome::Deliver(_) => Decision::Delivered,
+            Outcome::Block => Decision::Blocked,
+            Outcome::Discard => Decision::Discarded,
+            Outcome::Refuse(_) => Decision::Refused,
+        }
+    }
+}
+
+fn store_io(what: &str, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{what}: {e}"))
+}
+
 impl Relay {
     fn alias(&self, local: &str) -> Address {
         Address::parse(&format!("{local}@{}", self.config.relay.domain))
@@ -43,9 +79,7 @@ impl Relay {
     }
 
     fn parties(&self, seller: &str, buyer: Option<&str>) -> Result<Option<(Seller, Option<Buyer>)>, StoreError> {
-        let Some(seller) = self.store.seller(seller)? else {
-            return Ok(None);
-        };
+        let Some(seller) = self.store.seller(seller)? else { return Ok(None) };
         let buyer = match buyer {
             Some(id) => match self.store.buyer(id)? {
                 Some(b) => Some(b),
@@ -56,33 +90,25 @@ impl Relay {
         Ok(Some((seller, buyer)))
     }
 
-    /// Decides and rewrites one accepted message. `rcpts` are the accepted
-    /// envelope recipients exactly as received. Idempotent: a retry after a
-    /// tempfail yields the same ids.
-    pub fn end_of_message(
-        &self,
-        target: &Target,
-        rcpts: &[String],
-        raw_headers: &[RawHeader],
-    ) -> Result<Verdict, StoreError> {
-        let parsed = headers::parse(raw_headers);
-        match target {
+    /// Decides, records, archives and rewrites one accepted message. Every
+    /// record it depends on is durable when it returns. Idempotent: a retry
+    /// after a tempfail yields the same ids and is counted once.
+    pub fn end_of_message(&self, msg: &Incoming<'_>) -> Result<Verdict, StoreError> {
+        let parsed = headers::parse(msg.headers);
+        match msg.target {
             Target::Outside => Ok(Verdict::Deliver {
                 rewrite: Rewrite::default(),
                 summary: "passed through (no relay recipient)".into(),
             }),
-            Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), rcpts, raw_headers),
+            Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), msg),
             Target::Conversation { from, seller, buyer } if parsed.is_report => {
-                self.bounce(from.other(), seller, Some(buyer), rcpts, raw_headers)
+                self.bounce(from.other(), seller, Some(buyer), msg)
             }
             Target::Conversation { from, seller, buyer } => {
                 let Some((seller, Some(buyer))) = self.parties(seller, Some(buyer))? else {
                     return Ok(refuse(Refusal::UnknownRecipient, "party removed"));
                 };
-                if let Err(refusal) = check_from_header(target, &seller, &parsed.from) {
-                    return Ok(refuse(refusal, &format!("seller {} -> buyer {}", seller.id, buyer.id)));
-                }
-                self.conversation(*from, &seller, &buyer, &parsed, rcpts, raw_headers)
+                self.conversation(*from, &seller, &buyer, &parsed, msg)
             }
         }
     }
@@ -110,68 +136,85 @@ impl Relay {
         seller: &Seller,
         buyer: &Buyer,
         parsed: &headers::Parsed,
-        rcpts: &[String],
-        raw_headers: &[RawHeader],
+        msg: &Incoming<'_>,
     ) -> Result<Verdict, StoreError> {
         let domain = self.config.relay.domain.as_str();
         let policy = &self.config.policy;
+        let now = self.clock.now();
         let refs = self.store.references(&seller.id, &buyer.id, from, &parsed.referenced())?;
         let orders = self.store.orders_of_pair(&seller.id, &buyer.id)?;
         let order = optout::order_concerned(parsed.subject.as_deref(), &orders, &policy.order_id_pattern.0);
-        let exemption = match from {
-            Party::Seller if buyer.opted_out => Some(optout::decide(
-                &optout::Facts {
-                    subject: parsed.subject.as_deref(),
-                    in_buyer_thread: optout::in_buyer_thread(&refs, &seller.id, &buyer.id),
-                    category: order.and_then(|o| o.category.as_deref()),
-                },
-                &policy.critical_markers,
-                &policy.opt_out_exempt_categories,
-            )),
-            _ => None,
+        let outcome = match from {
+            Party::Buyer => Outcome::Deliver(None),
+            Party::Seller => match check_from_header(msg.target, seller, &parsed.from) {
+                Err(refusal) => Outcome::Refuse(refusal),
+                Ok(()) if !buyer.opted_out => Outcome::Deliver(None),
+                Ok(()) => {
+                    let facts = optout::Facts {
+                        subject: parsed.subject.as_deref(),
+                        in_buyer_thread: optout::in_buyer_thread(&refs, &seller.id, &buyer.id),
+                        category: order.and_then(|o| o.category.as_deref()),
+                    };
+                    match optout::decide(&facts, &policy.critical_markers, &policy.opt_out_exempt_categories) {
+                        Ok(exemption) => Outcome::Deliver(Some(exemption)),
+                        Err(()) if seller.opt_out_notices => Outcome::Block,
+                        Err(()) => Outcome::Discard,
+                    }
+                }
+            },
         };
-        let decision = match exemption {
-            Some(Err(())) if seller.opt_out_notices => Decision::Blocked,
-            Some(Err(())) => Decision::Discarded,
-            _ => Decision::Delivered,
-        };
+        // The buyer messages this seller message answers.
+        let answers: Vec<String> = refs
+            .iter()
+            .filter_map(|r| r.by_relay_id.as_ref())
+            .filter(|l| l.sender == Party::Buyer && l.seller == seller.id && l.buyer == buyer.id)
+            .map(|l| l.relay_id.clone())
+            .collect();
         let allowance = match from {
             Party::Seller => Some(self.allowance(&seller.id)?),
             Party::Buyer => None,
         };
+        let archive_key = random_local(20);
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
             buyer: &buyer.id,
             sender: from,
             original_id: parsed.message_id.as_deref(),
             relay_domain: domain,
-            at: self.clock.now(),
-            decision,
+            at: now,
+            decision: outcome.decision(),
             order: order.map(|o| o.id.as_str()),
             subject: parsed.subject.as_deref(),
             allowance,
+            archive: Some(&archive_key),
+            auto_submitted: parsed.auto_submitted,
+            answers: &answers,
         })?;
         let (pair_alias, link) = match recorded {
             Recorded::Done { pair_alias, link } => (pair_alias, link),
             Recorded::OverLimit { .. } => {
                 let limit = allowance.map_or(0, |a| a.limit);
-                let refusal = Refusal::DailyLimit { limit, resets_in: limits::seconds_until_reset(self.clock.now()) };
+                let refusal = Refusal::DailyLimit { limit, resets_in: limits::seconds_until_reset(now) };
                 return Ok(refuse(refusal, &direction(from, seller, buyer, "-")));
             }
         };
+        self.archive
+            .write(now, &archive_key, Copy::Original, &assemble(msg.headers, msg.body))
+            .map_err(|e| store_io("archive", e))?;
         let who = direction(from, seller, buyer, &pair_alias);
-        match decision {
-            Decision::Blocked => {
+        let exemption = match outcome {
+            Outcome::Deliver(exemption) => exemption,
+            Outcome::Block => {
                 let marker = policy.critical_markers.first().cloned().unwrap_or_default();
                 return Ok(refuse(Refusal::OptedOut { marker }, &who));
             }
-            Decision::Discarded => {
+            Outcome::Discard => {
                 return Ok(Verdict::Discard {
                     summary: format!("{who}: discarded (buyer opted out, seller's notices off)"),
                 });
             }
-            Decision::Delivered | Decision::Refused => {}
-        }
+            Outcome::Refuse(refusal) => return Ok(refuse(refusal, &who)),
+        };
         let pair_alias = self.alias(&pair_alias);
         let seller_alias = self.alias(&seller.alias);
         let recipient = from.other();
@@ -186,7 +229,7 @@ impl Relay {
             }
         };
         let edits = headers::rewrite(
-            raw_headers,
+            msg.headers,
             &headers::Outgoing {
                 from_name,
                 from_alias,
@@ -202,14 +245,14 @@ impl Relay {
         let rewrite = Rewrite {
             headers: edits,
             sender: Some(from_alias.bracketed()),
-            delete_rcpts: rcpts.to_vec(),
+            delete_rcpts: msg.rcpts.to_vec(),
             add_rcpts: vec![rcpt_real.bracketed()],
             body: None,
         };
-        let mut notes: Vec<&str> = Vec::new();
-        if let Some(Ok(e)) = exemption {
-            notes.push(e.reason());
-        }
+        let delivered =
+            assemble(&apply_edits(msg.headers, &rewrite.headers), rewrite.body.as_deref().unwrap_or(msg.body));
+        self.archive.write(now, &archive_key, Copy::Delivered, &delivered).map_err(|e| store_io("archive", e))?;
+        let mut notes: Vec<&str> = exemption.iter().map(|e| e.reason()).collect();
         if parsed.auto_submitted {
             notes.push("auto-submitted");
         }
@@ -217,14 +260,7 @@ impl Relay {
         Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{notes}") })
     }
 
-    fn bounce(
-        &self,
-        to: Party,
-        seller: &str,
-        buyer: Option<&str>,
-        rcpts: &[String],
-        raw_headers: &[RawHeader],
-    ) -> Result<Verdict, StoreError> {
+    fn bounce(&self, to: Party, seller: &str, buyer: Option<&str>, msg: &Incoming<'_>) -> Result<Verdict, StoreError> {
         let Some((seller, buyer)) = self.parties(seller, buyer)? else {
             return Ok(refuse(Refusal::UnknownRecipient, "bounce to removed party"));
         };
@@ -242,8 +278,8 @@ impl Relay {
             message_id: &message_id,
             date: self.clock.now(),
         });
-        let mut rewrite = notice::replace_message(raw_headers, &built);
-        rewrite.delete_rcpts = rcpts.to_vec();
+        let mut rewrite = notice::replace_message(msg.headers, &built);
+        rewrite.delete_rcpts = msg.rcpts.to_vec();
         rewrite.add_rcpts = vec![recipient.bracketed()];
         let whom = match to {
             Party::Seller => format!("seller {}", seller.id),

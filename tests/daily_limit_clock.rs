@@ -10,7 +10,7 @@ use support::daemon::{TestClock, TestDaemon};
 
 const DAY: u64 = 86_400;
 /// 2026-11-23 00:00:00 UTC.
-const TODAY: u64 = 20_415 * DAY;
+const TODAY: u64 = 20_780 * DAY;
 
 /// One seller message to B1 through the milter; the RCPT status if refused there, else the EOM status.
 async fn seller_message(d: &TestDaemon, pair_alias: &str, n: u32) -> Status {

@@ -56,8 +56,8 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
                         | Actions::ADD_HEADER
                         | Actions::CHANGE_HEADER
                         | Actions::REPLACE_BODY);
-                // Headers need no per-header answer: saves a round trip each.
-                cx.requested_opts |= opts & ProtoOpts::NOREPLY_HEADER;
+                // Headers and body chunks need no answer: saves a round trip each.
+                cx.requested_opts |= opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY);
                 Status::Continue
             })
         })
@@ -113,6 +113,14 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
                 Status::Continue
             })
         })
+        .on_body(|cx: &mut Context<Connection>, chunk| {
+            Box::pin(async move {
+                if let Some(m) = cx.data.as_mut().and_then(|c| c.message.as_mut()) {
+                    m.body.extend_from_slice(&chunk);
+                }
+                Status::Continue
+            })
+        })
         .on_eom(|cx: &mut EomContext<Connection>| Box::pin(end_of_message(cx)))
         .on_abort(|cx: &mut Context<Connection>| {
             Box::pin(async move {
@@ -138,7 +146,12 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     let relay = conn.relay.clone();
     // The store commits (fsync) before we answer: keep it off the async workers.
     let verdict = tokio::task::spawn_blocking(move || {
-        let v = relay.end_of_message(&target, &msg.rcpts, &msg.headers);
+        let v = relay.end_of_message(&crate::relay::Incoming {
+            target: &target,
+            rcpts: &msg.rcpts,
+            headers: &msg.headers,
+            body: &msg.body,
+        });
         drop(msg);
         v
     })

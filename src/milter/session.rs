@@ -63,6 +63,7 @@ pub struct Message {
     pub rcpts: Vec<String>,
     pub target: Option<Target>,
     pub headers: Vec<RawHeader>,
+    pub body: Vec<u8>,
     _guard: InFlightGuard,
 }
 
@@ -79,6 +80,7 @@ impl Connection {
             rcpts: Vec::new(),
             target: None,
             headers: Vec::new(),
+            body: Vec::new(),
             _guard: guard,
         });
         Ok(())

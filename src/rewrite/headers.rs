@@ -193,29 +193,7 @@ mod tests {
     }
 
     fn apply(headers: &[RawHeader], edits: &[HeaderEdit]) -> Vec<RawHeader> {
-        // Applies edits the way Postfix does (index = n-th live header of that name).
-        let mut live: Vec<Option<RawHeader>> = headers.iter().cloned().map(Some).collect();
-        let nth = |live: &Vec<Option<RawHeader>>, name: &str, index: i32| {
-            live.iter()
-                .enumerate()
-                .filter(|(_, h)| h.as_ref().is_some_and(|h| h.name.eq_ignore_ascii_case(name)))
-                .nth(index as usize - 1)
-                .map(|(i, _)| i)
-        };
-        for e in edits {
-            match e {
-                HeaderEdit::Change { name, index, value } => {
-                    let i = nth(&live, name, *index).expect("changed header exists");
-                    live[i].as_mut().unwrap().value = value.clone();
-                }
-                HeaderEdit::Delete { name, index } => {
-                    let i = nth(&live, name, *index).expect("deleted header exists");
-                    live.remove(i);
-                }
-                HeaderEdit::Add { name, value } => live.push(Some(RawHeader::new(name, value))),
-            }
-        }
-        live.into_iter().flatten().collect()
+        crate::rewrite::apply_edits(headers, edits)
     }
 
     #[test]

@@ -55,3 +55,47 @@ pub fn order_edits(mut edits: Vec<HeaderEdit>) -> Vec<HeaderEdit> {
     edits.sort_by_key(key);
     edits
 }
+
+/// Applies header edits the way Postfix does (an index counts the live headers
+/// of that name), for the archive's "as delivered" copy.
+pub fn apply_edits(headers: &[RawHeader], edits: &[HeaderEdit]) -> Vec<RawHeader> {
+    let mut live: Vec<RawHeader> = headers.to_vec();
+    let nth = |live: &[RawHeader], name: &str, index: i32| {
+        live.iter()
+            .enumerate()
+            .filter(|(_, h)| h.name.eq_ignore_ascii_case(name))
+            .nth((index.max(1) - 1) as usize)
+            .map(|(i, _)| i)
+    };
+    for e in edits {
+        match e {
+            HeaderEdit::Change { name, index, value } => {
+                if let Some(i) = nth(&live, name, *index) {
+                    live[i].value = value.clone();
+                }
+            }
+            HeaderEdit::Delete { name, index } => {
+                if let Some(i) = nth(&live, name, *index) {
+                    live.remove(i);
+                }
+            }
+            HeaderEdit::Add { name, value } => live.push(RawHeader::new(name, value)),
+        }
+    }
+    live
+}
+
+/// A whole message from milter headers and body (CRLF line ends).
+pub fn assemble(headers: &[RawHeader], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + headers.len() * 64 + 2);
+    for h in headers {
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        // Postfix hands folded values over with bare LF before the continuation.
+        out.extend_from_slice(h.value.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}

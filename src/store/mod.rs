@@ -2,6 +2,7 @@
 //! Message-ID map. Behind a trait so that relay hosts can later share one
 //! PostgreSQL; the embedded default is redb.
 
+pub mod archive;
 mod redb_store;
 
 pub use redb_store::RedbStore;
@@ -134,6 +135,22 @@ pub struct MessageRecord {
     pub decision: Decision,
     pub order: Option<String>,
     pub subject: Option<String>,
+    /// Local part of the pair alias.
+    #[serde(default)]
+    pub alias: String,
+    /// Archive file key (files live under the day of `at`).
+    #[serde(default)]
+    pub archive: Option<String>,
+    /// An automatic message (`Auto-Submitted:`): never a response, never awaiting one.
+    #[serde(default)]
+    pub auto_submitted: bool,
+    /// When the seller first answered this buyer message.
+    #[serde(default)]
+    pub answered_at: Option<u64>,
+    #[serde(default)]
+    pub no_response_needed: bool,
+    #[serde(default)]
+    pub reported: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -173,6 +190,10 @@ pub struct NewMessage<'a> {
     pub subject: Option<&'a str>,
     /// For a seller's delivered message: counted against this allowance.
     pub allowance: Option<DailyAllowance>,
+    pub archive: Option<&'a str>,
+    pub auto_submitted: bool,
+    /// Relay ids of the buyer messages this (seller) message answers.
+    pub answers: &'a [String],
 }
 
 /// What a referenced id is known as.

@@ -432,11 +432,16 @@ impl Store for RedbStore {
                 link
             }
         };
-        let seq = {
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            let next = meta.get("message_seq").map_err(backend)?.map_or(0, |v| v.value()) + 1;
-            meta.insert("message_seq", next).map_err(backend)?;
-            next
+        let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
+        let previous: Option<MessageRecord> = get(&messages, &link.relay_id)?;
+        let seq = match &previous {
+            Some(p) => p.seq,
+            None => {
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let next = meta.get("message_seq").map_err(backend)?.map_or(0, |v| v.value()) + 1;
+                meta.insert("message_seq", next).map_err(backend)?;
+                next
+            }
         };
         let record = MessageRecord {
             seq,
@@ -448,8 +453,28 @@ impl Store for RedbStore {
             decision: msg.decision,
             order: msg.order.map(String::from),
             subject: msg.subject.map(String::from),
+            alias: pair_alias.clone(),
+            archive: msg.archive.map(String::from),
+            auto_submitted: msg.auto_submitted,
+            // What happened to the message since (a retry keeps it).
+            answered_at: previous.as_ref().and_then(|p| p.answered_at),
+            no_response_needed: previous.as_ref().is_some_and(|p| p.no_response_needed),
+            reported: previous.as_ref().is_some_and(|p| p.reported),
         };
-        put(&mut txn.open_table(MESSAGES).map_err(backend)?, &record.relay_id, &record)?;
+        put(&mut messages, &record.relay_id, &record)?;
+        // A seller's (human) reply answers the buyer messages it names; the first reply counts.
+        if msg.sender == Party::Seller && msg.decision == Decision::Delivered && !msg.auto_submitted {
+            for id in msg.answers {
+                if let Some(mut asked) = get::<MessageRecord>(&messages, id)? {
+                    let same_pair = asked.seller == msg.seller && asked.buyer == msg.buyer;
+                    if same_pair && asked.sender == Party::Buyer && asked.answered_at.is_none() {
+                        asked.answered_at = Some(msg.at);
+                        put(&mut messages, id, &asked)?;
+                    }
+                }
+            }
+        }
+        drop(messages);
         txn.commit().map_err(backend)?;
         Ok(Recorded::Done { pair_alias, link })
     }
@@ -567,6 +592,9 @@ mod tests {
             order: None,
             subject: None,
             allowance: None,
+            archive: None,
+            auto_submitted: false,
+            answers: &[],
         }
     }
 
