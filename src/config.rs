@@ -69,6 +69,9 @@ pub struct StoreConfig {
 pub struct ArchiveConfig {
     #[serde(default = "default_archive_dir")]
     pub dir: PathBuf,
+    /// Days an archived message (files and index) is kept; 0 keeps them forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -125,6 +128,9 @@ fn default_store_path() -> PathBuf {
 fn default_archive_dir() -> PathBuf {
     "/var/lib/bsm-milter/archive".into()
 }
+fn default_retention_days() -> u32 {
+    400
+}
 fn default_critical_markers() -> Vec<String> {
     ["[Important]", "[중요]", "[重要]"].map(String::from).to_vec()
 }
@@ -161,7 +167,7 @@ impl Default for StoreConfig {
 }
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        Self { dir: default_archive_dir() }
+        Self { dir: default_archive_dir(), retention_days: default_retention_days() }
     }
 }
 impl Default for PolicyConfig {

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod alias;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod milter;
 pub mod policy;
 pub mod relay;
@@ -126,11 +127,16 @@ impl Daemon {
         let source_config = config.clone();
         let source_store = store.clone();
         let archive = Arc::new(Archive::new(config.snapshot().archive.dir.clone()));
+        let purge_clock = clock.clone();
+        let ops = Arc::new(metrics::ops::OpsMetrics::default());
+        let source_ops = ops.clone();
+        let source_archive = archive.clone();
         let source: milter::RelaySource = Arc::new(move || Relay {
             config: source_config.snapshot(),
             store: source_store.clone(),
-            archive: archive.clone(),
+            archive: source_archive.clone(),
             clock: clock.clone(),
+            ops: source_ops.clone(),
         });
         let gate = Gate::default();
         let milter_cleanup = milter.cleanup_path();
@@ -149,9 +155,27 @@ impl Daemon {
                 .await
             })
         };
+        let api_state = admin::api::ApiState { store: store.clone(), config: config.clone(), ops, archive };
+        let purge_task = {
+            let (st, clock) = (api_state.clone(), purge_clock);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    let days = st.config.snapshot().archive.retention_days;
+                    match admin::messages::run_purge(&st, days, clock.now()).await {
+                        Ok((0, 0)) => {}
+                        Ok((records, files)) => {
+                            info!("archive retention: removed {records} record(s), {files} file(s)")
+                        }
+                        Err(e) => warn!("archive retention: {}", e.1),
+                    }
+                }
+            })
+        };
         let admin_task = {
             let mut stop = stop_rx.clone();
-            let app = admin::api::router(admin::api::ApiState { store: store.clone(), config: config.clone() });
+            let app = admin::api::router(api_state);
             tokio::spawn(admin::api::serve(admin, app, async move {
                 let _ = stop.wait_for(|s| *s).await;
             }))
@@ -173,6 +197,7 @@ impl Daemon {
         let _ = stop_tx.send(true);
         let milter_result = milter_task.await.map_err(|e| ServeError::Milter(std::io::Error::other(e)))?;
         let _ = admin_task.await;
+        purge_task.abort();
         info!("stopped");
         milter_result.map_err(ServeError::Milter)
     }

@@ -40,6 +40,13 @@ enum Command {
     /// Messages the relay decided on.
     #[command(subcommand)]
     Archive(ArchiveCmd),
+    /// Sellers' response times over 7, 30 and 90 days.
+    Metrics {
+        #[arg(long)]
+        seller: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -54,9 +61,41 @@ enum ArchiveCmd {
         alias: Option<String>,
         #[arg(long)]
         order: Option<String>,
+        /// RFC 3339 time or YYYY-MM-DD (UTC), inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time or YYYY-MM-DD (UTC), exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only messages a seller reported.
+        #[arg(long)]
+        reported: bool,
         #[arg(long)]
         json: bool,
     },
+    /// One message: its record, or a copy of it on stdout.
+    Show {
+        id: String,
+        /// The message as the relay received it.
+        #[arg(long, conflicts_with = "delivered")]
+        original: bool,
+        /// The message as the relay delivered it.
+        #[arg(long)]
+        delivered: bool,
+    },
+    /// A whole conversation as mbox on stdout: --seller and --buyer, --alias, or --order.
+    Export {
+        #[arg(long)]
+        seller: Option<String>,
+        #[arg(long)]
+        buyer: Option<String>,
+        #[arg(long)]
+        alias: Option<String>,
+        #[arg(long)]
+        order: Option<String>,
+    },
+    /// Remove archived messages older than archive.retention_days now (also runs hourly).
+    Purge,
 }
 
 #[derive(Subcommand)]
@@ -224,6 +263,46 @@ fn s(v: &Value, key: &str) -> String {
     }
 }
 
+/// One seller's response metrics as a table; targets from seeds 002/004.
+fn metrics_text(v: &Value) -> String {
+    let pct =
+        |n: u64, of: u64| if of == 0 { "-".to_string() } else { format!("{:.1} %", n as f64 * 100.0 / of as f64) };
+    let mut out = format!(
+        "seller {}\n{:<6} {:>8} {:>16} {:>14} {:>12} {:>17} {:>5} {:>13}",
+        s(v, "seller"),
+        "window",
+        "received",
+        "within 24h",
+        "late",
+        "no response",
+        "unanswered > 24h",
+        "open",
+        "avg response"
+    );
+    for name in ["7d", "30d", "90d"] {
+        let w = &v["windows"][name];
+        let n = |k: &str| w[k].as_u64().unwrap_or(0);
+        let received = n("received");
+        let avg =
+            w["avg_response_secs"].as_u64().map_or("-".to_string(), |s| format!("{}h {:02}m", s / 3600, s % 3600 / 60));
+        out.push_str(&format!(
+            "\n{name:<6} {received:>8} {:>16} {:>14} {:>12} {:>17} {:>5} {avg:>13}",
+            format!("{} ({})", n("answered_within_24h"), pct(n("answered_within_24h"), received)),
+            format!("{} ({})", n("answered_late"), pct(n("answered_late"), received)),
+            n("no_response_needed"),
+            n("unanswered_over_24h"),
+            n("open"),
+        ));
+    }
+    out.push_str("\ntargets: within 24h > 90 %, late <= 10 %");
+    out
+}
+
+/// `k=v&…` for the parameters that are set, values percent-encoded.
+fn query(params: &[(&str, Option<String>)]) -> String {
+    params.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v)))).collect::<Vec<_>>().join("&")
+}
+
 fn seller_text(v: &Value) -> String {
     format!(
         "seller {}\n  name:               {}\n  alias:              {}\n  service address:    {}\n  approved addresses: {}\n  opt-out notices:    {}",
@@ -350,12 +429,18 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                 )
             });
         }
-        Command::Archive(ArchiveCmd::List { seller, buyer, alias, order, json }) => {
-            let query: Vec<String> = [("seller", seller), ("buyer", buyer), ("alias", alias), ("order", order)]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| format!("{k}={}", segment(&v))))
-                .collect();
-            let v = client.get(&format!("/v1/messages?{}", query.join("&"))).await.map_err(err)?;
+        Command::Archive(ArchiveCmd::List { seller, buyer, alias, order, since, until, reported, json }) => {
+            let reported = reported.then(|| "true".to_string());
+            let query = query(&[
+                ("seller", seller),
+                ("buyer", buyer),
+                ("alias", alias),
+                ("order", order),
+                ("since", since),
+                ("until", until),
+                ("reported", reported),
+            ]);
+            let v = client.get(&format!("/v1/messages?{query}")).await.map_err(err)?;
             print(&v, json, |v| {
                 let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
                 let mut out = format!(
@@ -375,6 +460,50 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                     ));
                 }
                 out
+            });
+        }
+        Command::Archive(ArchiveCmd::Show { id, original, delivered }) => {
+            let id = segment(id.trim_start_matches('<').trim_end_matches('>'));
+            if original || delivered {
+                let copy = if original { "original" } else { "delivered" };
+                let bytes =
+                    client.request_raw(Method::GET, &format!("/v1/messages/{id}/{copy}"), None).await.map_err(err)?;
+                std::io::Write::write_all(&mut std::io::stdout(), &bytes).map_err(|e| e.to_string())?;
+            } else {
+                let v = client.get(&format!("/v1/messages/{id}")).await.map_err(err)?;
+                let fields = [
+                    "id",
+                    "at",
+                    "direction",
+                    "decision",
+                    "seller",
+                    "buyer",
+                    "alias",
+                    "order",
+                    "subject",
+                    "answered_at",
+                ];
+                println!("{}", fields.iter().map(|f| format!("{f:<12} {}", s(&v, f))).collect::<Vec<_>>().join("\n"));
+            }
+        }
+        Command::Archive(ArchiveCmd::Export { seller, buyer, alias, order }) => {
+            let query = query(&[("seller", seller), ("buyer", buyer), ("alias", alias), ("order", order)]);
+            let bytes = client.request_raw(Method::GET, &format!("/v1/export?{query}"), None).await.map_err(err)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &bytes).map_err(|e| e.to_string())?;
+        }
+        Command::Archive(ArchiveCmd::Purge) => {
+            let v = client.request(Method::POST, "/v1/archive/purge", None).await.map_err(err)?;
+            println!("removed {} record(s) and {} file(s)", s(&v, "removed_records"), s(&v, "removed_files"));
+        }
+        Command::Metrics { seller, json } => {
+            let path = match &seller {
+                Some(s) => format!("/v1/metrics?seller={}", segment(s)),
+                None => "/v1/metrics".to_string(),
+            };
+            let v = client.get(&path).await.map_err(err)?;
+            print(&v, json, |v| match v {
+                Value::Array(all) => all.iter().map(metrics_text).collect::<Vec<_>>().join("\n\n"),
+                one => metrics_text(one),
             });
         }
         Command::Serve | Command::CheckConfig => unreachable!("handled before connecting"),

@@ -20,6 +20,7 @@ pub struct Relay {
     pub store: Arc<dyn Store>,
     pub archive: Arc<Archive>,
     pub clock: Arc<dyn Clock>,
+    pub ops: Arc<crate::metrics::ops::OpsMetrics>,
 }
 
 /// An accepted message at end of message.

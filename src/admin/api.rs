@@ -1,11 +1,11 @@
 //! HTTP/JSON admin API. Bad input answers 4xx with `{"error": ...}` naming the
 //! field; every change is one store transaction, so nothing is half-applied.
 
+use super::messages;
 use crate::SharedConfig;
 use crate::address::Address;
 use crate::listener::BoundListener;
 use crate::store::{AliasOwner, Buyer, NewBuyer, NewOrder, NewSeller, Order, Seller, SellerUpdate, Store, StoreError};
-use crate::store::{MessageFilter, MessageRecord, Party};
 use axum::{
     Json, Router,
     body::Bytes,
@@ -23,12 +23,14 @@ use std::sync::Arc;
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub config: SharedConfig,
+    pub ops: Arc<crate::metrics::ops::OpsMetrics>,
+    pub archive: Arc<crate::store::archive::Archive>,
 }
 
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
-    fn bad(msg: impl Into<String>) -> Self {
+    pub fn bad(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, msg.into())
     }
 }
@@ -57,7 +59,7 @@ fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 }
 
 /// Runs a store call off the async workers (writes fsync).
-async fn blocking<R: Send + 'static>(
+pub async fn blocking<R: Send + 'static>(
     state: &ApiState,
     f: impl FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
 ) -> Result<R, ApiError> {
@@ -326,60 +328,14 @@ async fn lookup_alias(
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MessageQuery {
-    seller: Option<String>,
-    buyer: Option<String>,
-    alias: Option<String>,
-    order: Option<String>,
-}
-
-fn record_view(r: &MessageRecord) -> serde_json::Value {
-    json!({
-        "id": r.relay_id,
-        "seller": r.seller,
-        "buyer": r.buyer,
-        "direction": match r.sender { Party::Buyer => "buyer_to_seller", Party::Seller => "seller_to_buyer" },
-        "decision": r.decision,
-        "order": r.order,
-        "subject": r.subject,
-        "at": jiff::Timestamp::from_second(r.at as i64).map(|t| t.to_string()).unwrap_or_default(),
-    })
-}
-
-async fn list_messages(
-    State(st): State<ApiState>,
-    query: Result<axum::extract::Query<MessageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    let axum::extract::Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
-    let mut filter = MessageFilter { seller: q.seller, buyer: q.buyer, order: q.order };
-    if let Some(alias) = q.alias {
-        let addr = Address::parse(&alias).map_err(|e| ApiError::bad(format!("alias: {e}")))?;
-        let local = addr.local_part().to_string();
-        let owner = if addr.domain() == st.config.snapshot().relay.domain.as_str() {
-            blocking(&st, move |store| store.alias_owner(&local)).await?
-        } else {
-            None
-        };
-        let (seller, buyer) = match owner {
-            Some(AliasOwner::Pair { seller, buyer }) => (seller, Some(buyer)),
-            Some(AliasOwner::Seller { seller }) => (seller, None),
-            None => {
-                return Err(StoreError::NotFound { kind: "alias", id: alias }.into());
-            }
-        };
-        // The alias narrows the other filters; a contradiction matches nothing.
-        if filter.seller.as_ref().is_some_and(|s| *s != seller)
-            || buyer.as_ref().zip(filter.buyer.as_ref()).is_some_and(|(a, b)| a != b)
-        {
-            return Ok(Json(Vec::new()));
-        }
-        filter.seller = Some(seller);
-        filter.buyer = buyer.or(filter.buyer);
-    }
-    let records = blocking(&st, move |store| store.messages(&filter)).await?;
-    Ok(Json(records.iter().map(record_view).collect()))
+/// Prometheus scrape endpoint: the daemon's own counters.
+async fn prometheus(State(st): State<ApiState>) -> Response {
+    let config = st.config.snapshot();
+    let store_bytes = std::fs::metadata(&config.store.path).map_or(0, |m| m.len());
+    let archive = st.archive.clone();
+    let archive_bytes = tokio::task::spawn_blocking(move || archive.size()).await.unwrap_or(0);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.ops.render(store_bytes, archive_bytes))
+        .into_response()
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -396,7 +352,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/orders", post(add_order))
         .route("/v1/aliases", post(get_alias))
         .route("/v1/aliases/{address}", get(lookup_alias))
-        .route("/v1/messages", get(list_messages))
+        .route("/v1/messages", get(messages::list))
+        .route("/v1/messages/{id}", get(messages::show))
+        .route("/v1/messages/{id}/{copy}", get(messages::raw))
+        .route("/v1/export", get(messages::export))
+        .route("/v1/archive/purge", post(messages::purge))
+        .route("/v1/metrics", get(messages::response_metrics))
+        .route("/metrics", get(prometheus))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
 }

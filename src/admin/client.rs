@@ -45,6 +45,12 @@ impl Client {
     }
 
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        let bytes = self.request_raw(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Http(format!("bad JSON from daemon: {e}")))
+    }
+
+    /// The response body as bytes (mail messages, mbox); errors as for `request`.
+    pub async fn request_raw(&self, method: Method, path: &str, body: Option<Value>) -> Result<Bytes, ClientError> {
         let connect_err = |source| ClientError::Connect { socket: self.socket.clone(), source };
         let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
         let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -66,13 +72,12 @@ impl Client {
             }
         };
         let (status, bytes) = resp;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| http(&format!("bad JSON from daemon: {e}")))?;
         if (200..300).contains(&status) {
-            Ok(value)
-        } else {
-            let message = value.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string();
-            Err(ClientError::Api { status, message })
+            return Ok(bytes);
         }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let message = value.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string();
+        Err(ClientError::Api { status, message })
     }
 }
 

@@ -84,6 +84,7 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
                     Ok(Ok(_)) => Status::Continue,
                     Ok(Err(refusal)) => {
                         info!("{qid}: recipient refused: {}", refusal.reason());
+                        conn.relay.ops.refusal(refusal.reason());
                         set_reply(&mut cx.reply, &refusal)
                     }
                     Err(e) => tempfail(&mut cx.reply, &qid, "recipient look-up", &e),
@@ -144,6 +145,14 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
         return Status::Accept;
     };
     let relay = conn.relay.clone();
+    let ops = relay.ops.clone();
+    let started = std::time::Instant::now();
+    let direction = match &target {
+        Target::Conversation { from: crate::store::Party::Buyer, .. } => "buyer_to_seller",
+        Target::Conversation { from: crate::store::Party::Seller, .. } => "seller_to_buyer",
+        Target::Bounce { .. } => "bounce",
+        Target::Outside => "outside",
+    };
     // The store commits (fsync) before we answer: keep it off the async workers.
     let verdict = tokio::task::spawn_blocking(move || {
         let v = relay.end_of_message(&crate::relay::Incoming {
@@ -156,25 +165,32 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
         v
     })
     .await;
-    match verdict {
+    let status = match verdict {
         Ok(Ok(Verdict::Deliver { rewrite, summary })) => match apply(&cx.actions, &rewrite).await {
             Ok(()) => {
                 info!("{qid}: {summary}");
+                ops.message(direction, "delivered");
                 Status::Continue
             }
             Err(e) => tempfail(&mut cx.reply, &qid, "applying rewrite", &e),
         },
         Ok(Ok(Verdict::Discard { summary })) => {
             info!("{qid}: {summary}");
+            ops.message(direction, "discarded");
             Status::Discard
         }
         Ok(Ok(Verdict::Refuse { refusal, summary })) => {
             info!("{qid}: {summary}");
+            let decision = if matches!(refusal, Refusal::OptedOut { .. }) { "blocked" } else { "refused" };
+            ops.message(direction, decision);
+            ops.refusal(refusal.reason());
             set_reply(&mut cx.reply, &refusal)
         }
         Ok(Err(e)) => tempfail(&mut cx.reply, &qid, "store", &e),
         Err(e) => tempfail(&mut cx.reply, &qid, "end of message", &e),
-    }
+    };
+    ops.eom_latency(started.elapsed().as_secs_f64());
+    status
 }
 
 async fn apply(actions: &impl ContextActions, rw: &Rewrite) -> Result<(), indymilter::ActionError> {

@@ -158,6 +158,11 @@ pub struct MessageFilter {
     pub seller: Option<String>,
     pub buyer: Option<String>,
     pub order: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<u64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<u64>,
+    pub reported_only: bool,
 }
 
 impl MessageFilter {
@@ -165,7 +170,17 @@ impl MessageFilter {
         self.seller.as_ref().is_none_or(|s| *s == r.seller)
             && self.buyer.as_ref().is_none_or(|b| *b == r.buyer)
             && self.order.as_ref().is_none_or(|o| r.order.as_ref() == Some(o))
+            && self.since.is_none_or(|t| r.at >= t)
+            && self.until.is_none_or(|t| r.at < t)
+            && (!self.reported_only || r.reported)
     }
+}
+
+/// A flag a seller sets on a buyer message from the mail client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    NoResponseNeeded,
+    Reported,
 }
 
 /// A seller's daily allowance, checked and counted in the recording transaction.
@@ -236,6 +251,8 @@ pub trait Store: Send + Sync + 'static {
     fn approve(&self, id: &str, addr: &Address) -> Result<Seller, StoreError>;
     fn revoke(&self, id: &str, addr: &Address) -> Result<Seller, StoreError>;
     fn seller(&self, id: &str) -> Result<Option<Seller>, StoreError>;
+    /// Every seller, by id.
+    fn sellers(&self) -> Result<Vec<Seller>, StoreError>;
     /// The seller that approved this sending address, if any.
     fn seller_by_approved(&self, addr: &Address) -> Result<Option<Seller>, StoreError>;
 
@@ -272,6 +289,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Decided messages matching every given filter, oldest first.
     fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// Sets a flag on a message record; the record as it is now.
+    fn mark(&self, relay_id: &str, mark: Mark) -> Result<MessageRecord, StoreError>;
+
+    /// Removes the records of messages decided before `cutoff` (unix seconds).
+    fn purge_messages_before(&self, cutoff: u64) -> Result<usize, StoreError>;
 
     /// Orders of a seller created on UTC days `from_day..=to_day`.
     fn orders_in_days(&self, seller: &str, from_day: u64, to_day: u64) -> Result<u64, StoreError>;

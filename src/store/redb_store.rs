@@ -259,6 +259,17 @@ impl Store for RedbStore {
         self.read(|txn| get(&txn.open_table(SELLERS).map_err(backend)?, id))
     }
 
+    fn sellers(&self) -> Result<Vec<Seller>, StoreError> {
+        self.read(|txn| {
+            let t = txn.open_table(SELLERS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in t.iter().map_err(backend)? {
+                out.push(from_json(entry.map_err(backend)?.1.value())?);
+            }
+            Ok(out)
+        })
+    }
+
     fn seller_by_approved(&self, addr: &Address) -> Result<Option<Seller>, StoreError> {
         self.read(|txn| match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
             Some(id) => get(&txn.open_table(SELLERS).map_err(backend)?, &id),
@@ -495,6 +506,37 @@ impl Store for RedbStore {
             }
             out.sort_by_key(|r| r.seq);
             Ok(out)
+        })
+    }
+
+    fn mark(&self, relay_id: &str, mark: Mark) -> Result<MessageRecord, StoreError> {
+        self.write(|txn| {
+            let mut t = txn.open_table(MESSAGES).map_err(backend)?;
+            let mut r: MessageRecord =
+                get(&t, relay_id)?.ok_or_else(|| StoreError::NotFound { kind: "message", id: relay_id.into() })?;
+            match mark {
+                Mark::NoResponseNeeded => r.no_response_needed = true,
+                Mark::Reported => r.reported = true,
+            }
+            put(&mut t, relay_id, &r)?;
+            Ok(r)
+        })
+    }
+
+    fn purge_messages_before(&self, cutoff: u64) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut t = txn.open_table(MESSAGES).map_err(backend)?;
+            let mut old = Vec::new();
+            for entry in t.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                if from_json::<MessageRecord>(v.value())?.at < cutoff {
+                    old.push(k.value().to_string());
+                }
+            }
+            for k in &old {
+                t.remove(k.as_str()).map_err(backend)?;
+            }
+            Ok(old.len())
         })
     }
 
