@@ -1,0 +1,78 @@
+//! Archive retention: records and files older than `retention_days` go,
+//! whole UTC days at a time; younger ones stay.
+
+use bsm_milter::SharedConfig;
+use bsm_milter::address::Address;
+use bsm_milter::admin::api::ApiState;
+use bsm_milter::admin::messages::run_purge;
+use bsm_milter::config::Config;
+use bsm_milter::metrics::ops::OpsMetrics;
+use bsm_milter::store::archive::{Archive, Copy};
+use bsm_milter::store::{Decision, MessageFilter, NewBuyer, NewMessage, NewSeller, Party, Recorded, RedbStore, Store};
+use std::sync::Arc;
+
+const DAY: u64 = 86_400;
+const NOW: u64 = 20_780 * DAY + 3600;
+
+#[tokio::test]
+async fn purge_removes_whole_days_older_than_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&format!(
+        "[relay]\ndomain = \"m.example.com\"\n[store]\npath = \"{0}/s.redb\"\n[archive]\ndir = \"{0}/archive\"\nretention_days = 30\n",
+        dir.path().display()
+    ))
+    .unwrap();
+    let store = Arc::new(RedbStore::open(&config.store.path).unwrap());
+    let archive = Arc::new(Archive::new(config.archive.dir.clone()));
+    let a = |s: &str| Address::parse(s).unwrap();
+    store
+        .add_seller(NewSeller {
+            id: "S1".into(),
+            name: "S".into(),
+            service_address: a("cs@s.example"),
+            approved_addresses: vec![],
+        })
+        .unwrap();
+    store.add_buyer(NewBuyer { id: "B1".into(), email: a("b@b.example"), name: None }).unwrap();
+    // Retention keeps today and the 30 UTC days before it: 31 and 30.5 days old
+    // fall on earlier days and go; 29 days old stays.
+    for (i, age) in [(0, 31 * DAY), (1, 30 * DAY + DAY / 2), (2, 29 * DAY), (3, 0)] {
+        let at = NOW - age;
+        let key = format!("k{i}");
+        let id = format!("m{i}@b.example");
+        let r = store
+            .record_message(&NewMessage {
+                seller: "S1",
+                buyer: "B1",
+                sender: Party::Buyer,
+                original_id: Some(&id),
+                relay_domain: "m.example.com",
+                at,
+                decision: Decision::Delivered,
+                order: None,
+                subject: None,
+                allowance: None,
+                archive: Some(&key),
+                auto_submitted: false,
+                answers: &[],
+            })
+            .unwrap();
+        assert!(matches!(r, Recorded::Done { .. }));
+        archive.write(at, &key, Copy::Original, b"x").unwrap();
+    }
+    let st = ApiState {
+        store: store.clone(),
+        config: SharedConfig::new(config, None),
+        ops: Arc::new(OpsMetrics::default()),
+        archive: archive.clone(),
+    };
+    let (records, files) = run_purge(&st, 30, NOW).await.map_err(|e| e.1).unwrap();
+    assert_eq!((records, files), (2, 2));
+    let left: Vec<u64> =
+        store.messages(&MessageFilter::default()).unwrap().iter().map(|r| (NOW - r.at) / 3600).collect();
+    assert_eq!(left, [29 * 24, 0]);
+    assert!(archive.read(NOW - 31 * DAY, "k0", Copy::Original).is_err());
+    assert!(archive.read(NOW - 29 * DAY, "k2", Copy::Original).is_ok());
+    // Retention 0 keeps everything.
+    assert_eq!(run_purge(&st, 0, NOW + 1000 * DAY).await.map_err(|e| e.1).unwrap(), (0, 0));
+}
