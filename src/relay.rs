@@ -102,6 +102,19 @@ impl Relay {
                 summary: "passed through (no relay recipient)".into(),
             }),
             Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), msg),
+            Target::Command { mark, relay_id, seller } => {
+                let record = self.store.mark(relay_id, *mark)?;
+                let what = match mark {
+                    crate::store::Mark::NoResponseNeeded => "no response needed",
+                    crate::store::Mark::Reported => "reported",
+                };
+                Ok(Verdict::Discard {
+                    summary: format!(
+                        "seller {seller} marked buyer {}'s message {} as {what} (command accepted, not delivered)",
+                        record.buyer, record.relay_id
+                    ),
+                })
+            }
             Target::Conversation { from, seller, buyer } if parsed.is_report => {
                 self.bounce(from.other(), seller, Some(buyer), msg)
             }

@@ -81,6 +81,7 @@ mod tests {
             answered_at: answered_after.map(|a| NOW - age + a),
             no_response_needed: false,
             reported: false,
+            token: None,
         }
     }
 

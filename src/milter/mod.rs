@@ -151,6 +151,7 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
         Target::Conversation { from: crate::store::Party::Buyer, .. } => "buyer_to_seller",
         Target::Conversation { from: crate::store::Party::Seller, .. } => "seller_to_buyer",
         Target::Bounce { .. } => "bounce",
+        Target::Command { .. } => "command",
         Target::Outside => "outside",
     };
     // The store commits (fsync) before we answer: keep it off the async workers.
@@ -176,7 +177,7 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
         },
         Ok(Ok(Verdict::Discard { summary })) => {
             info!("{qid}: {summary}");
-            ops.message(direction, "discarded");
+            ops.message(direction, if direction == "command" { "accepted" } else { "discarded" });
             Status::Discard
         }
         Ok(Ok(Verdict::Refuse { refusal, summary })) => {

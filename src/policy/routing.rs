@@ -2,7 +2,7 @@
 
 use super::Refusal;
 use crate::address::Address;
-use crate::store::{AliasOwner, Buyer, Party, Seller, Store, StoreError};
+use crate::store::{AliasOwner, Buyer, Mark, MessageRecord, Party, Seller, Store, StoreError};
 
 /// What the relay knows about the envelope sender.
 #[derive(Clone, Debug, Default)]
@@ -39,12 +39,33 @@ pub enum Recipient {
         seller: Seller,
         buyer: Buyer,
     },
+    /// A mail-client command address (`no-response-needed+TOKEN@…`, `report+TOKEN@…`)
+    /// naming a buyer message.
+    Command {
+        mark: Mark,
+        message: Box<MessageRecord>,
+    },
+}
+
+/// The command in a relay-domain local part, and its token.
+pub fn command(local: &str) -> Option<(Mark, &str)> {
+    if let Some(t) = local.strip_prefix("no-response-needed+") {
+        Some((Mark::NoResponseNeeded, t))
+    } else {
+        local.strip_prefix("report+").map(|t| (Mark::Reported, t))
+    }
 }
 
 impl Recipient {
     pub fn resolve(store: &dyn Store, relay_domain: &str, rcpt: &Address) -> Result<Recipient, StoreError> {
         if rcpt.domain() != relay_domain {
             return Ok(Recipient::Outside);
+        }
+        if let Some((mark, token)) = command(rcpt.local_part()) {
+            return Ok(match store.message_by_token(token)? {
+                Some(message) => Recipient::Command { mark, message: Box::new(message) },
+                None => Recipient::Unknown,
+            });
         }
         let seller = |id: &str| store.seller(id);
         Ok(match store.alias_owner(rcpt.local_part())? {
@@ -67,6 +88,8 @@ pub enum Target {
     Conversation { from: Party, seller: String, buyer: String },
     /// A delivery failure addressed to an alias: replaced by a notice to `to`.
     Bounce { to: Party, seller: String, buyer: Option<String> },
+    /// A seller's mail-client command about one buyer message: acted on, not delivered.
+    Command { mark: Mark, relay_id: String, seller: String },
 }
 
 /// Decides one RCPT. Pure: every fact comes from the resolved sender and recipient.
@@ -74,6 +97,13 @@ pub fn decide_rcpt(sender: &Sender, rcpt: &Recipient) -> Result<Target, Refusal>
     match rcpt {
         Recipient::Outside => Ok(Target::Outside),
         Recipient::Unknown => Err(Refusal::UnknownRecipient),
+        // Only the message's seller may act on it; anyone else learns nothing.
+        Recipient::Command { mark, message } => match &sender.seller {
+            Some(s) if s.id == message.seller => {
+                Ok(Target::Command { mark: *mark, relay_id: message.relay_id.clone(), seller: s.id.clone() })
+            }
+            _ => Err(Refusal::UnknownRecipient),
+        },
         Recipient::SellerAlias(seller) => {
             if sender.address.is_none() {
                 Ok(Target::Bounce { to: Party::Seller, seller: seller.id.clone(), buyer: None })
@@ -246,5 +276,43 @@ mod tests {
         );
         let buyer_msg = Target::Conversation { from: Party::Buyer, seller: "S1".into(), buyer: "B1".into() };
         assert_eq!(check_from_header(&buyer_msg, &s1, &[]), Ok(()));
+    }
+
+    #[test]
+    fn only_the_messages_seller_may_use_its_command_address() {
+        use crate::store::{Decision, MessageRecord};
+        let message = MessageRecord {
+            seq: 1,
+            relay_id: "r1@m.example.com".into(),
+            at: 0,
+            seller: "S1".into(),
+            buyer: "B1".into(),
+            sender: Party::Buyer,
+            decision: Decision::Delivered,
+            order: None,
+            subject: None,
+            alias: String::new(),
+            archive: None,
+            auto_submitted: false,
+            answered_at: None,
+            no_response_needed: false,
+            reported: false,
+            token: Some("t".into()),
+        };
+        let rcpt = Recipient::Command { mark: Mark::Reported, message: Box::new(message) };
+        let s1 = from("sales@s1.example", None, Some(seller("S1", &["sales@s1.example"])));
+        assert_eq!(
+            decide_rcpt(&s1, &rcpt),
+            Ok(Target::Command { mark: Mark::Reported, relay_id: "r1@m.example.com".into(), seller: "S1".into() })
+        );
+        let s2 = from("sales@s2.example", None, Some(seller("S2", &["sales@s2.example"])));
+        assert_eq!(decide_rcpt(&s2, &rcpt), Err(Refusal::UnknownRecipient));
+        assert_eq!(
+            decide_rcpt(&from("bob@b.example", Some(buyer("B1", "bob@b.example")), None), &rcpt),
+            Err(Refusal::UnknownRecipient)
+        );
+        assert_eq!(command("no-response-needed+abc"), Some((Mark::NoResponseNeeded, "abc")));
+        assert_eq!(command("report+abc"), Some((Mark::Reported, "abc")));
+        assert_eq!(command("reportabc"), None);
     }
 }

@@ -151,6 +151,9 @@ pub struct MessageRecord {
     pub no_response_needed: bool,
     #[serde(default)]
     pub reported: bool,
+    /// The buyer message's mail-client command token (`no-response-needed+TOKEN@…`).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -210,6 +213,9 @@ pub struct NewMessage<'a> {
     /// Relay ids of the buyer messages this (seller) message answers.
     pub answers: &'a [String],
 }
+
+/// Length of a command token: 24 characters of `[a-z0-9]` (≈124 bits).
+pub const TOKEN_LEN: usize = 24;
 
 /// What a referenced id is known as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,6 +295,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Decided messages matching every given filter, oldest first.
     fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// The buyer message a command token belongs to.
+    fn message_by_token(&self, token: &str) -> Result<Option<MessageRecord>, StoreError>;
 
     /// Sets a flag on a message record; the record as it is now.
     fn mark(&self, relay_id: &str, mark: Mark) -> Result<MessageRecord, StoreError>;

@@ -28,6 +28,8 @@ const MSG_BY_ORIGINAL: TableDefinition<&str, &str> = TableDefinition::new("msg_b
 
 /// relay Message-ID -> MessageRecord
 const MESSAGES: TableDefinition<&str, &str> = TableDefinition::new("messages");
+/// command token -> relay Message-ID of a buyer message
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("command_tokens");
 /// counters: "message_seq"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// "seller\x1f{day:08}" -> orders created that UTC day
@@ -112,6 +114,7 @@ impl RedbStore {
             MSG_BY_RELAY,
             MSG_BY_ORIGINAL,
             MESSAGES,
+            TOKENS,
         ] {
             txn.open_table(t).map_err(backend)?;
         }
@@ -471,6 +474,19 @@ impl Store for RedbStore {
             answered_at: previous.as_ref().and_then(|p| p.answered_at),
             no_response_needed: previous.as_ref().is_some_and(|p| p.no_response_needed),
             reported: previous.as_ref().is_some_and(|p| p.reported),
+            token: match previous.as_ref().and_then(|p| p.token.clone()) {
+                Some(t) => Some(t),
+                // Buyer messages get a token the seller's mail client can act on.
+                None if msg.sender == Party::Buyer && msg.decision == Decision::Delivered => {
+                    let token = random_local(TOKEN_LEN);
+                    txn.open_table(TOKENS)
+                        .map_err(backend)?
+                        .insert(token.as_str(), link.relay_id.as_str())
+                        .map_err(backend)?;
+                    Some(token)
+                }
+                None => None,
+            },
         };
         put(&mut messages, &record.relay_id, &record)?;
         // A seller's (human) reply answers the buyer messages it names; the first reply counts.
@@ -506,6 +522,13 @@ impl Store for RedbStore {
             }
             out.sort_by_key(|r| r.seq);
             Ok(out)
+        })
+    }
+
+    fn message_by_token(&self, token: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(|txn| match get_str(&txn.open_table(TOKENS).map_err(backend)?, token)? {
+            Some(relay_id) => get(&txn.open_table(MESSAGES).map_err(backend)?, &relay_id),
+            None => Ok(None),
         })
     }
 
