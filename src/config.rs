@@ -26,6 +26,40 @@ pub struct Config {
     pub archive: ArchiveConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Bounds on what one message may make the milter hold in memory.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    52_428_800
+}
+fn default_max_headers() -> usize {
+    1000
+}
+fn default_max_header_bytes() -> usize {
+    262_144
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: default_max_message_bytes(),
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

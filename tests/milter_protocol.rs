@@ -301,3 +301,42 @@ async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
     conn.close().await.unwrap();
     d.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_messages_are_refused_with_552_and_not_kept() {
+    let d = TestDaemon::start_with(
+        "[limits]\nmax_message_bytes = 2000\nmax_headers = 5\nmax_header_bytes = 1000\n",
+        std::sync::Arc::new(bsm_milter::clock::SystemClock),
+    )
+    .await;
+    let p = d.parties().await;
+    let cases: [(&str, usize, usize); 3] =
+        [("too many headers", 6, 0), ("body too big", 1, 3000), ("headers too long", 2, 0)];
+    for (what, headers, body) in cases {
+        let mut conn = open(&d).await;
+        conn.mail(["<bob@buyer.example>"]).await.unwrap();
+        conn.rcpt([b(&p.s1_alias)]).await.unwrap();
+        conn.data().await.unwrap();
+        for i in 0..headers {
+            let value = if what == "headers too long" { "x".repeat(600) } else { format!("v{i}") };
+            conn.header(format!("X-H{i}"), value).await.unwrap();
+        }
+        if body > 0 {
+            conn.body(vec![b'a'; body]).await.unwrap();
+        }
+        let (actions, status) = conn.eom().await.unwrap();
+        assert!(reply_text(&status).starts_with("552 5.3.4 "), "{what}: {status:?}");
+        assert!(actions.actions.is_empty());
+        conn.close().await.unwrap();
+    }
+    // Within the limits: delivered.
+    let mut conn = open(&d).await;
+    conn.mail(["<bob@buyer.example>"]).await.unwrap();
+    conn.rcpt([b(&p.s1_alias)]).await.unwrap();
+    conn.data().await.unwrap();
+    conn.header("From", "bob@buyer.example").await.unwrap();
+    conn.body(vec![b'a'; 1000]).await.unwrap();
+    assert_eq!(conn.eom().await.unwrap().1, Status::Continue);
+    conn.close().await.unwrap();
+    d.stop().await;
+}

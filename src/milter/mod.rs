@@ -7,7 +7,7 @@ pub use session::{Connection, InFlight};
 
 use crate::policy::{Refusal, Target};
 use crate::relay::{Relay, Verdict};
-use crate::rewrite::{HeaderEdit, RawHeader, Rewrite};
+use crate::rewrite::{HeaderEdit, Rewrite};
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, NegotiateContext, ProtoOpts, SetErrorReply, Status,
 };
@@ -108,16 +108,20 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
         })
         .on_header(|cx: &mut Context<Connection>, name, value| {
             Box::pin(async move {
-                if let Some(m) = cx.data.as_mut().and_then(|c| c.message.as_mut()) {
-                    m.headers.push(RawHeader { name: lossy(&name), value: lossy(&value) });
+                if let Some(c) = cx.data.as_mut() {
+                    if let Some(m) = c.message.as_mut() {
+                        m.header(&c.relay.config.limits, lossy(&name), lossy(&value));
+                    }
                 }
                 Status::Continue
             })
         })
         .on_body(|cx: &mut Context<Connection>, chunk| {
             Box::pin(async move {
-                if let Some(m) = cx.data.as_mut().and_then(|c| c.message.as_mut()) {
-                    m.body.extend_from_slice(&chunk);
+                if let Some(c) = cx.data.as_mut() {
+                    if let Some(m) = c.message.as_mut() {
+                        m.body_chunk(&c.relay.config.limits, &chunk);
+                    }
                 }
                 Status::Continue
             })
@@ -144,6 +148,11 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     let Some(target) = msg.target.clone() else {
         return Status::Accept;
     };
+    if let Some(refusal) = &msg.too_big {
+        info!("{qid}: refused ({})", refusal.reason());
+        conn.relay.ops.refusal(refusal.reason());
+        return set_reply(&mut cx.reply, refusal);
+    }
     let relay = conn.relay.clone();
     let ops = relay.ops.clone();
     let started = std::time::Instant::now();

@@ -2,6 +2,7 @@
 //! end of message) holds the sender, the accepted recipients and the headers.
 
 use crate::address::{Address, parse_envelope};
+use crate::config::LimitsConfig;
 use crate::policy::{Recipient, Refusal, Sender, Target, admit, decide_rcpt};
 use crate::relay::Relay;
 use crate::rewrite::RawHeader;
@@ -64,6 +65,9 @@ pub struct Message {
     pub target: Option<Target>,
     pub headers: Vec<RawHeader>,
     pub body: Vec<u8>,
+    header_bytes: usize,
+    /// Set once a limit is exceeded: nothing more is kept, end of message refuses.
+    pub too_big: Option<Refusal>,
     _guard: InFlightGuard,
 }
 
@@ -81,6 +85,8 @@ impl Connection {
             target: None,
             headers: Vec::new(),
             body: Vec::new(),
+            header_bytes: 0,
+            too_big: None,
             _guard: guard,
         });
         Ok(())
@@ -114,5 +120,33 @@ impl Connection {
         msg.target = Some(target.clone());
         msg.rcpts.push(rcpt.to_string());
         Ok(Ok(target))
+    }
+}
+
+impl Message {
+    /// Keeps a header unless a limit is reached (memory stays bounded).
+    pub fn header(&mut self, limits: &LimitsConfig, name: String, value: String) {
+        self.header_bytes += name.len() + value.len() + 4;
+        if self.too_big.is_some() {
+            return;
+        }
+        if self.headers.len() >= limits.max_headers || self.header_bytes > limits.max_header_bytes {
+            self.too_big = Some(Refusal::HeaderTooLarge);
+            self.headers = Vec::new();
+            return;
+        }
+        self.headers.push(RawHeader { name, value });
+    }
+
+    pub fn body_chunk(&mut self, limits: &LimitsConfig, chunk: &[u8]) {
+        if self.too_big.is_some() {
+            return;
+        }
+        if self.header_bytes + self.body.len() + chunk.len() > limits.max_message_bytes {
+            self.too_big = Some(Refusal::MessageTooBig);
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(chunk);
     }
 }

@@ -21,6 +21,10 @@ pub enum Refusal {
     OptedOut { marker: String },
     /// The seller's daily limit is reached; it resets in `resets_in` seconds.
     DailyLimit { limit: u64, resets_in: u64 },
+    /// More header fields or header bytes than `limits` allow.
+    HeaderTooLarge,
+    /// A message larger than `limits.max_message_bytes`.
+    MessageTooBig,
 }
 
 pub struct SmtpReply {
@@ -82,6 +86,10 @@ impl Refusal {
                     resets_in % 3600 / 60
                 )],
             ),
+            Refusal::HeaderTooLarge => {
+                ("552", "5.3.4", lines(&["Message header too large: too many or too long header fields"]))
+            }
+            Refusal::MessageTooBig => ("552", "5.3.4", lines(&["Message too big for the relay"])),
         };
         SmtpReply { code, xcode, lines }
     }
@@ -97,6 +105,8 @@ impl Refusal {
             Refusal::OneCounterpart => "second counterpart",
             Refusal::OptedOut { .. } => "buyer opted out",
             Refusal::DailyLimit { .. } => "daily limit reached",
+            Refusal::HeaderTooLarge => "header too large",
+            Refusal::MessageTooBig => "message too big",
         }
     }
 }
