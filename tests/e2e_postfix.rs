@@ -263,3 +263,28 @@ fn what_was_acknowledged_survives_sigkill() {
     assert_eq!(got.rcpt_to, ["dana@dana-mail.example"]);
     assert_eq!(header(&got, "In-Reply-To").unwrap(), "<d1@dana-mail.example>");
 }
+
+#[test]
+fn an_unwritable_archive_tempfails_and_delivers_nothing() {
+    // The archive directory cannot be created: its path is a regular file.
+    let mut w = World::start_with("");
+    let config = std::fs::read_to_string(&w.config).unwrap();
+    let dir = w.config.parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("not-a-dir"), b"x").unwrap();
+    let broken = config.replace(
+        &format!("dir = \"{}/archive\"", dir.display()),
+        &format!("dir = \"{}/not-a-dir/archive\"", dir.display()),
+    );
+    assert_ne!(broken, config);
+    w.milter.take().unwrap().stop();
+    std::fs::write(&w.config, broken).unwrap();
+    w.milter = Some(Served::start_with(&dir, w.config.clone()));
+    let msg = message(&[("From", "bob@buyer-mail.example"), ("Subject", "hi")], "hi\r\n");
+    let (_, rcpts, data) = send(w.port(), "bob@buyer-mail.example", &[&w.seller_alias], &msg);
+    assert_eq!(rcpts[0].code, 250);
+    let data = data.unwrap();
+    assert_eq!((data.code, data.text.as_str()), (451, "4.3.0 Temporary failure in the relay, try again later"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(w.postfix.delivered().is_empty());
+    assert!(w.milter.as_ref().unwrap().log_text().contains("archive"), "{}", w.milter.as_ref().unwrap().log_text());
+}
