@@ -3,14 +3,16 @@
 //! the result, tests call it directly.
 
 use crate::address::Address;
-use crate::alias::random_local;
+use crate::alias::{mint_message_id, random_local};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::optout::Exemption;
 use crate::policy::{Refusal, Target, check_from_header, limits, optout};
 use crate::rewrite::{RawHeader, Rewrite, apply_edits, assemble, headers, ids, notice};
 use crate::store::archive::{Archive, Copy};
-use crate::store::{Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError};
+use crate::store::{
+    Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError, TOKEN_LEN,
+};
 use std::sync::Arc;
 
 /// The relay's dependencies: configuration snapshot, store, archive, clock.
@@ -188,6 +190,18 @@ impl Relay {
             Party::Seller => Some(self.allowance(&seller.id)?),
             Party::Buyer => None,
         };
+        // The ids the rewrite uses; a retry reuses what was recorded.
+        let previous = match parsed.message_id.as_deref() {
+            Some(id) => self.store.recorded(&seller.id, &buyer.id, from, id)?,
+            None => None,
+        };
+        let relay_id = previous.as_ref().map_or_else(|| mint_message_id(domain), |p| p.relay_id.clone());
+        let token = match (from, &outcome) {
+            (Party::Buyer, Outcome::Deliver(_)) => {
+                Some(previous.as_ref().and_then(|p| p.token.clone()).unwrap_or_else(|| random_local(TOKEN_LEN)))
+            }
+            _ => None,
+        };
         let archive_key = random_local(20);
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
@@ -203,6 +217,8 @@ impl Relay {
             archive: Some(&archive_key),
             auto_submitted: parsed.auto_submitted,
             answers: &answers,
+            relay_id: Some(&relay_id),
+            token: token.as_deref(),
         })?;
         let (pair_alias, link) = match recorded {
             Recorded::Done { pair_alias, link } => (pair_alias, link),

@@ -55,6 +55,8 @@ async fn purge_removes_whole_days_older_than_retention() {
                 archive: Some(&key),
                 auto_submitted: false,
                 answers: &[],
+                relay_id: None,
+                token: None,
             })
             .unwrap();
         assert!(matches!(r, Recorded::Done { .. }));

@@ -212,6 +212,11 @@ pub struct NewMessage<'a> {
     pub auto_submitted: bool,
     /// Relay ids of the buyer messages this (seller) message answers.
     pub answers: &'a [String],
+    /// The relay id (and, for a buyer message, the command token) the rewrite
+    /// already uses; `None` mints them here. A retry that finds the message
+    /// recorded under another id fails with a conflict (tempfail, retried).
+    pub relay_id: Option<&'a str>,
+    pub token: Option<&'a str>,
 }
 
 /// Length of a command token: 24 characters of `[a-z0-9]` (≈124 bits).
@@ -295,6 +300,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Decided messages matching every given filter, oldest first.
     fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// The record of a message already recorded under this original id in
+    /// this pair from this side (a retry).
+    fn recorded(
+        &self,
+        seller: &str,
+        buyer: &str,
+        sender: Party,
+        original_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError>;
 
     /// The buyer message a command token belongs to.
     fn message_by_token(&self, token: &str) -> Result<Option<MessageRecord>, StoreError>;

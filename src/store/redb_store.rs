@@ -425,11 +425,16 @@ impl Store for RedbStore {
             }
             sent.insert(k.as_str(), n + 1).map_err(backend)?;
         }
+        if let (Some(link), Some(wanted)) = (&known, msg.relay_id) {
+            if link.relay_id != wanted {
+                return Err(StoreError::Conflict(format!("message recorded concurrently as {}", link.relay_id)));
+            }
+        }
         let link = match known {
             Some(link) => link,
             None => {
                 let link = MessageLink {
-                    relay_id: mint_message_id(msg.relay_domain),
+                    relay_id: msg.relay_id.map_or_else(|| mint_message_id(msg.relay_domain), String::from),
                     original_id: msg.original_id.map(String::from),
                     seller: msg.seller.into(),
                     buyer: msg.buyer.into(),
@@ -478,7 +483,7 @@ impl Store for RedbStore {
                 Some(t) => Some(t),
                 // Buyer messages get a token the seller's mail client can act on.
                 None if msg.sender == Party::Buyer && msg.decision == Decision::Delivered => {
-                    let token = random_local(TOKEN_LEN);
+                    let token = msg.token.map_or_else(|| random_local(TOKEN_LEN), String::from);
                     txn.open_table(TOKENS)
                         .map_err(backend)?
                         .insert(token.as_str(), link.relay_id.as_str())
@@ -522,6 +527,24 @@ impl Store for RedbStore {
             }
             out.sort_by_key(|r| r.seq);
             Ok(out)
+        })
+    }
+
+    fn recorded(
+        &self,
+        seller: &str,
+        buyer: &str,
+        sender: Party,
+        original_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(|txn| {
+            match get_str(
+                &txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?,
+                &original_key(seller, buyer, sender, original_id),
+            )? {
+                Some(relay_id) => get(&txn.open_table(MESSAGES).map_err(backend)?, &relay_id),
+                None => Ok(None),
+            }
         })
     }
 
@@ -660,6 +683,8 @@ mod tests {
             archive: None,
             auto_submitted: false,
             answers: &[],
+            relay_id: None,
+            token: None,
         }
     }
 
