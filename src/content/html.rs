@@ -370,6 +370,12 @@ fn element(
             }
         }
         "img" | "image" if link_depth.get() > 0 && (p.links || p.remote) => {
+            let remote = el
+                .get_attribute("src")
+                .is_some_and(|s| !resource_ok(&decode_entities(&s), p));
+            if remote {
+                removed.borrow_mut().remote_resources += 1;
+            }
             el.remove();
             changed.set(true);
             return Ok(());

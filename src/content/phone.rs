@@ -251,7 +251,7 @@ fn is_phone(g: &[Group], plus: bool) -> bool {
     let total: usize = g.iter().map(|g| g.digits.len()).sum();
     let max_group = g.iter().map(|g| g.digits.len()).max().unwrap_or(0);
     if plus {
-        return (8..=15).contains(&total) && max_group >= 3;
+        return (8..=15).contains(&total) && (max_group >= 3 || g.len() >= 4);
     }
     if g.iter().skip(1).any(|g| g.digits.len() < 2) || max_group > 8 {
         // Groups of one digit after the first are lists or quantities; long
@@ -329,6 +329,7 @@ mod tests {
             ("０１０－１２３４－５６７８", "[phone removed]"),
             ("(02) 1234 5678", "[phone removed]"),
             ("06 12 34 56 78", "[phone removed]"),
+            ("+33 1 23 45 67 89", "[phone removed]"),
             ("Order 12 010-1234-5678", "Order 12 [phone removed]"),
             ("010-1234-5678 2 items", "[phone removed] 2 items"),
             ("a 010-1234-5678, b", "a [phone removed], b"),
