@@ -8,6 +8,7 @@ pub mod admin;
 pub mod alias;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod metrics;
 pub mod milter;
 pub mod policy;

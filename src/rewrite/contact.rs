@@ -19,7 +19,11 @@ pub fn redact_emails<'a>(text: &'a str, relay_domain: &str) -> Cow<'a, str> {
         if at < last {
             continue;
         }
-        let start = text[last..at].rfind(|c: char| !is_local(c)).map_or(last, |i| last + i + 1);
+        let start = text[last..at]
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !is_local(*c))
+            .map_or(last, |(i, c)| last + i + c.len_utf8());
         let end = text[at + 1..].find(|c: char| !is_domain(c)).map_or(text.len(), |i| at + 1 + i);
         let candidate = text[start..end].trim_matches('.');
         let Ok(addr) = Address::parse(candidate) else {
@@ -54,5 +58,8 @@ mod tests {
         assert!(matches!(redact_emails("no address here", "m.example.com"), Cow::Borrowed(_)));
         assert_eq!(redact_emails("a@b.example,c@d.example", "m.example.com"), "[email removed],[email removed]");
         assert_eq!(redact_emails("twitter @handle", "m.example.com"), "twitter @handle");
+        // A multi-byte character right before the address (this used to panic).
+        assert_eq!(redact_emails("연락처:bob@gmail.com 으로", "m.example.com"), "연락처:[email removed] 으로");
+        assert_eq!(redact_emails("é@x.example é", "m.example.com"), "é@x.example é");
     }
 }

@@ -1,0 +1,180 @@
+//! CSS in `style` attributes and `<style>` blocks: every declaration or
+//! at-rule that can load something (`url()`, `image-set()`, `@import`,
+//! `expression()`, bindings) is dropped whole. Comments go too (they can hide
+//! nothing then, and Outlook reads some).
+
+use super::url::{is_allowed_web_url, is_local_image};
+
+/// Sanitized CSS, or `None` when nothing had to go. `removed` counts the
+/// dropped declarations that loaded something.
+pub fn sanitize(css: &str, allowlist: &[String], drop_content: bool) -> (Option<String>, u32) {
+    let may_load = css.as_bytes().iter().any(|b| matches!(b, b'(' | b'@' | b'\\' | b'/'));
+    if !may_load && !(drop_content && css.contains("content")) {
+        return (None, 0);
+    }
+    let mut out = String::with_capacity(css.len());
+    let mut removed = 0;
+    let mut changed = false;
+    let mut chunk = String::new();
+    let mut chars = css.chars().peekable();
+    let mut depth_paren = 0u32;
+    let flush = |chunk: &mut String, out: &mut String, removed: &mut u32, changed: &mut bool| {
+        match judge(chunk, allowlist, drop_content) {
+            Verdict::Keep => out.push_str(chunk),
+            Verdict::Drop { loads } => {
+                *changed = true;
+                if loads {
+                    *removed += 1;
+                }
+            }
+        }
+        chunk.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                changed = true;
+                chunk.push(' ');
+            }
+            '"' | '\'' => {
+                chunk.push(c);
+                let mut escaped = false;
+                for s in chars.by_ref() {
+                    chunk.push(s);
+                    if escaped {
+                        escaped = false;
+                    } else if s == '\\' {
+                        escaped = true;
+                    } else if s == c || s == '\n' {
+                        break;
+                    }
+                }
+            }
+            '\\' => {
+                chunk.push(c);
+                if let Some(n) = chars.next() {
+                    chunk.push(n);
+                }
+            }
+            '(' => {
+                depth_paren += 1;
+                chunk.push(c);
+            }
+            ')' => {
+                depth_paren = depth_paren.saturating_sub(1);
+                chunk.push(c);
+            }
+            ';' | '{' | '}' if depth_paren == 0 => {
+                flush(&mut chunk, &mut out, &mut removed, &mut changed);
+                out.push(c);
+            }
+            _ => chunk.push(c),
+        }
+    }
+    flush(&mut chunk, &mut out, &mut removed, &mut changed);
+    // Never let a rewritten block close its own <style> element.
+    if out.to_ascii_lowercase().contains("</") {
+        out = out.replace("</", "<\\/");
+        changed = true;
+    }
+    (changed.then_some(out), removed)
+}
+
+enum Verdict {
+    Keep,
+    Drop { loads: bool },
+}
+
+/// One declaration, selector or at-rule prelude.
+fn judge(chunk: &str, allowlist: &[String], drop_content: bool) -> Verdict {
+    if chunk.trim().is_empty() {
+        return Verdict::Keep;
+    }
+    // Escapes can spell `url(` in many ways: any escape in something that has a
+    // parenthesis or an at-keyword is dropped.
+    let has_escape = chunk.contains('\\');
+    let folded: String = chunk.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect();
+    let loads = folded.contains("@import")
+        || folded.contains("expression(")
+        || folded.contains("behavior:")
+        || folded.contains("-moz-binding")
+        || folded.contains("image-set(")
+        || folded.contains("image(")
+        || folded.contains("cross-fade(")
+        || folded.contains("element(")
+        || folded.contains("src(")
+        || (has_escape && (folded.contains('(') || folded.contains('@')))
+        || has_remote_url(chunk, allowlist);
+    if loads {
+        return Verdict::Drop { loads: true };
+    }
+    if drop_content && folded.starts_with("content:") {
+        return Verdict::Drop { loads: false };
+    }
+    Verdict::Keep
+}
+
+/// `url(…)` with anything but a `cid:`/`data:` image or an allowlisted URL.
+fn has_remote_url(chunk: &str, allowlist: &[String]) -> bool {
+    let lower = chunk.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("url(") {
+        let start = from + i + 4;
+        let end = lower[start..].find(')').map_or(lower.len(), |j| start + j);
+        let arg = chunk[start..end].trim().trim_matches(['"', '\'']);
+        if !(is_local_image(arg) || is_allowed_web_url(arg, allowlist)) {
+            return true;
+        }
+        from = end;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(css: &str) -> String {
+        let (out, _) = sanitize(css, &["cdn.m.example".into()], true);
+        out.unwrap_or_else(|| css.to_string())
+    }
+
+    #[test]
+    fn drops_loads_and_keeps_the_rest() {
+        assert_eq!(
+            s("color:red; background:url(https://t.example/p.gif); font-size:12px"),
+            "color:red;; font-size:12px"
+        );
+        assert_eq!(s("@import url(https://t.example/a.css); p{color:red}"), "; p{color:red}");
+        assert_eq!(s("@import 'https://t.example/a.css'; p{color:red}"), "; p{color:red}");
+        assert_eq!(s("td{background-image:URL( \"//t.example/x\" )}"), "td{}");
+        assert_eq!(s("a{b:u\\72l(//t.example/x)}"), "a{}");
+        assert_eq!(s("a{width:expression(alert(1))}"), "a{}");
+        assert_eq!(s("p{background:url(cid:logo)}"), "p{background:url(cid:logo)}");
+        assert_eq!(
+            s("p{background:url(https://cdn.m.example/bg.png)}"),
+            "p{background:url(https://cdn.m.example/bg.png)}"
+        );
+        assert_eq!(s("p::after{content:'010-1234-5678'}"), "p::after{}");
+        assert_eq!(s("/* x */p{color:red}"), " p{color:red}");
+        assert_eq!(s("p{x:'</style><img src=x>'}"), "p{x:'<\\/style><img src=x>'}");
+        let (out, n) =
+            sanitize("@font-face{src:url(https://f.example/a.woff)} b{background:url(http://t.example/)}", &[], false);
+        assert_eq!(out.unwrap(), "@font-face{} b{}");
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn clean_css_is_untouched() {
+        assert_eq!(sanitize("color:red;font-weight:bold", &[], true).0, None);
+        assert_eq!(sanitize("p{margin:0 auto}", &[], true).0, None);
+    }
+}

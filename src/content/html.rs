@@ -1,0 +1,594 @@
+//! HTML parts, through lol_html's tokenizer: remote loads removed, external
+//! links unwrapped, contact details in text and attributes redacted.
+//!
+//! Text that the reader sees as one run but that the markup splits into several
+//! text nodes (`bob@<b></b>gmail.com`, `010-<!-- -->1234-5678`) is checked as a
+//! whole: runs are cut only at non-inline start tags. A run in which a match
+//! spans nodes is rewritten in a second pass as one node.
+
+use super::Removed;
+use super::css;
+use super::text::{Rules, scrub};
+use super::url::{is_allowed_web_url, is_local_image, normalize, scheme};
+use lol_html::html_content::{ContentType, Element, TextType};
+use lol_html::{HtmlRewriter, Settings, doc_comments, doc_text, element, end};
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// What the HTML sanitizer does for one part.
+pub struct HtmlPolicy<'a> {
+    /// Remove every network load.
+    pub remote: bool,
+    /// Unwrap links to non-allowlisted hosts.
+    pub links: bool,
+    pub rules: Rules<'a>,
+    /// Renamed Content-IDs (old → new); `cid:` references follow them.
+    pub cids: &'a HashMap<String, String>,
+    /// HTML appended at the end of the body (notes about removed attachments).
+    pub notes: Option<&'a str>,
+}
+
+pub struct Sanitized {
+    pub html: String,
+    /// Whether the policy changed anything (charset declarations set to
+    /// UTF-8 for a rebuilt part do not count).
+    pub changed: bool,
+    pub removed: Removed,
+}
+
+/// Removed whole, content included, whenever a policy applies.
+const ALWAYS_DROPPED: &[&str] = &["noscript"];
+/// Removed whole, content included, with remote content: each loads something,
+/// or hides markup from the tokenizer.
+const LOADERS: &[&str] = &[
+    "script", "iframe", "frame", "frameset", "object", "embed", "applet", "noembed", "noframes", "svg", "math",
+    "audio", "video", "portal", "link", "base", "bgsound", "layer", "ilayer", "xml", "import",
+];
+/// Attributes whose value is a URL the browser loads (or sends to).
+const URL_ATTRS: &[&str] = &[
+    "src",
+    "srcset",
+    "lowsrc",
+    "dynsrc",
+    "background",
+    "poster",
+    "data",
+    "codebase",
+    "classid",
+    "archive",
+    "longdesc",
+    "profile",
+    "manifest",
+    "icon",
+    "imagesrcset",
+    "action",
+    "formaction",
+    "xlink:href",
+    "cite",
+    "ping",
+    "usemap",
+    "o:href",
+    "datasrc",
+];
+/// Inline elements do not cut a run of visible text.
+const INLINE: &[&str] = &[
+    "a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em", "font", "i", "img", "ins",
+    "kbd", "label", "mark", "nobr", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt",
+    "u", "var", "wbr", "o:p",
+];
+
+/// Sanitizes one HTML document. `Err` means the tokenizer gave up (ambiguous
+/// markup, memory limit): the caller falls back to plain text.
+pub fn sanitize(html: &str, p: &HtmlPolicy<'_>) -> Result<Sanitized, lol_html::errors::RewritingError> {
+    let first = pass(html, p, None)?;
+    if first.merge.is_empty() {
+        return Ok(first.out);
+    }
+    let plan: HashMap<u32, String> = first.merge.into_iter().collect();
+    Ok(pass(html, p, Some(&plan))?.out)
+}
+
+struct Pass {
+    out: Sanitized,
+    /// Runs whose text must be merged: run id → merged original text.
+    merge: Vec<(u32, String)>,
+}
+
+#[derive(Default)]
+struct RunState {
+    id: u32,
+    nodes: u32,
+    original: String,
+    scrubbed: String,
+}
+
+fn pass(
+    html: &str,
+    p: &HtmlPolicy<'_>,
+    plan: Option<&HashMap<u32, String>>,
+) -> Result<Pass, lol_html::errors::RewritingError> {
+    let removed = RefCell::new(Removed::default());
+    let changed = Cell::new(false);
+    let link_depth = Rc::new(Cell::new(0u32));
+    let in_style = Rc::new(Cell::new(false));
+    let pending = RefCell::new(String::new());
+    let run = RefCell::new(RunState::default());
+    let merge = RefCell::new(Vec::new());
+    let merged_first: RefCell<HashSet<u32>> = RefCell::new(HashSet::new());
+    let notes_done = Rc::new(Cell::new(p.notes.is_none()));
+    let text_rules = p.rules.any();
+
+    let close_run = |run: &mut RunState, merge: &mut Vec<(u32, String)>| {
+        if run.nodes >= 2 && text_rules {
+            let mut scratch = Removed::default();
+            if let Cow::Owned(_) = scrub(&run.scrubbed, &p.rules, &mut scratch) {
+                merge.push((run.id, std::mem::take(&mut run.original)));
+            }
+        }
+        run.id += 1;
+        run.nodes = 0;
+        run.original.clear();
+        run.scrubbed.clear();
+    };
+
+    let mut out = Vec::with_capacity(html.len() + 256);
+    let settings = Settings::new()
+        .append_element_content_handler(element!("*", |el| {
+            let tag = el.tag_name();
+            if !INLINE.contains(&tag.as_str()) {
+                close_run(&mut run.borrow_mut(), &mut merge.borrow_mut());
+            }
+            element(el, &tag, p, &removed, &changed, &link_depth, &in_style, &notes_done)
+        }))
+        .append_document_content_handler(doc_comments!(|c| {
+            // Comments are invisible except to Outlook, which reads
+            // conditional comments (VML with remote images). They go.
+            if p.remote || text_rules {
+                let t = c.text();
+                if p.remote && (t.contains("[if") || t.contains('<') || t.contains("[endif")) {
+                    changed.set(true);
+                }
+                c.remove();
+            }
+            Ok(())
+        }))
+        .append_document_content_handler(doc_text!(|t| {
+            let ty = t.text_type();
+            if ty == TextType::ScriptData {
+                return Ok(());
+            }
+            if !t.last_in_text_node() {
+                pending.borrow_mut().push_str(t.as_str());
+                t.remove();
+                return Ok(());
+            }
+            let mut raw = std::mem::take(&mut *pending.borrow_mut());
+            let restore = !raw.is_empty();
+            raw.push_str(t.as_str());
+            if ty == TextType::RawText && in_style.get() {
+                let (css, n) = css::sanitize(&raw, p.rules.allowlist, p.rules.phones);
+                if let Some(css) = css {
+                    removed.borrow_mut().remote_resources += n;
+                    changed.set(true);
+                    t.replace(&css, ContentType::Html);
+                } else if restore {
+                    t.replace(&raw, ContentType::Html);
+                }
+                return Ok(());
+            }
+            if !text_rules {
+                if restore {
+                    t.replace(&raw, ContentType::Html);
+                }
+                return Ok(());
+            }
+            let entities = matches!(ty, TextType::Data | TextType::RCData);
+            let decoded = if entities { decode_entities(&raw) } else { Cow::Borrowed(raw.as_str()) };
+            let mut r = run.borrow_mut();
+            if let Some(plan) = plan {
+                if let Some(merged) = plan.get(&r.id) {
+                    let first = merged_first.borrow_mut().insert(r.id);
+                    if first {
+                        let mut rm = removed.borrow_mut();
+                        let s = scrub(merged, &p.rules, &mut rm);
+                        t.replace(&escape_text(&s), ContentType::Html);
+                    } else {
+                        t.remove();
+                    }
+                    changed.set(true);
+                    return Ok(());
+                }
+            }
+            let s = scrub(&decoded, &p.rules, &mut removed.borrow_mut());
+            r.nodes += 1;
+            r.original.push_str(&decoded);
+            r.scrubbed.push_str(&s);
+            drop(r);
+            if let Cow::Owned(s) = s {
+                changed.set(true);
+                t.replace(&escape_text(&s), ContentType::Html);
+            } else if restore {
+                t.replace(&raw, ContentType::Html);
+            }
+            Ok(())
+        }))
+        .append_document_content_handler(end!(|e| {
+            if !notes_done.get() {
+                if let Some(n) = p.notes {
+                    e.append(n, ContentType::Html);
+                }
+            }
+            Ok(())
+        }));
+    let mut rewriter = HtmlRewriter::new(settings, |c: &[u8]| out.extend_from_slice(c));
+    rewriter.write(html.as_bytes())?;
+    rewriter.end()?;
+    close_run(&mut run.borrow_mut(), &mut merge.borrow_mut());
+    let html = String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let changed = changed.get() || p.notes.is_some();
+    Ok(Pass { out: Sanitized { html, changed, removed: removed.into_inner() }, merge: merge.into_inner() })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn element(
+    el: &mut Element<'_, '_>,
+    tag: &str,
+    p: &HtmlPolicy<'_>,
+    removed: &RefCell<Removed>,
+    changed: &Cell<bool>,
+    link_depth: &Rc<Cell<u32>>,
+    in_style: &Rc<Cell<bool>>,
+    notes_done: &Rc<Cell<bool>>,
+) -> lol_html::HandlerResult {
+    if ALWAYS_DROPPED.contains(&tag) {
+        el.remove();
+        changed.set(true);
+        return Ok(());
+    }
+    if p.remote && LOADERS.contains(&tag) {
+        el.remove();
+        removed.borrow_mut().remote_resources += 1;
+        changed.set(true);
+        return Ok(());
+    }
+    match tag {
+        "style" if el.can_have_content() => {
+            in_style.set(true);
+            let flag = in_style.clone();
+            el.on_end_tag(Box::new(move |_| {
+                flag.set(false);
+                Ok(())
+            }))?;
+        }
+        "body" if el.can_have_content() => {
+            if let Some(n) = p.notes {
+                let n = n.to_string();
+                let done = notes_done.clone();
+                el.on_end_tag(Box::new(move |end| {
+                    if !done.get() {
+                        end.before(&n, ContentType::Html);
+                        done.set(true);
+                    }
+                    Ok(())
+                }))?;
+            }
+        }
+        "form" if p.remote => {
+            el.remove_and_keep_content();
+            removed.borrow_mut().remote_resources += 1;
+            changed.set(true);
+            return Ok(());
+        }
+        "meta" => {
+            let equiv = el.get_attribute("http-equiv").map(|v| v.trim().to_ascii_lowercase());
+            match equiv.as_deref() {
+                Some("content-type") => {
+                    let _ = el.set_attribute("content", "text/html; charset=utf-8");
+                }
+                Some("refresh" | "set-cookie" | "link" | "default-style") if p.remote || p.links => {
+                    el.remove();
+                    removed.borrow_mut().remote_resources += 1;
+                    changed.set(true);
+                    return Ok(());
+                }
+                _ => {}
+            }
+            if el.has_attribute("charset") {
+                let _ = el.set_attribute("charset", "utf-8");
+            }
+        }
+        "input" if p.remote => {
+            let image = el.get_attribute("type").is_some_and(|t| t.trim().eq_ignore_ascii_case("image"));
+            if image {
+                el.remove();
+                removed.borrow_mut().remote_resources += 1;
+                changed.set(true);
+                return Ok(());
+            }
+        }
+        "a" | "area" => {
+            if let Some(href) = el.get_attribute("href") {
+                let href = decode_entities(&href);
+                let href = normalize(&href);
+                if let Some(kind) = link_verdict(&href, p) {
+                    {
+                        let mut r = removed.borrow_mut();
+                        match kind {
+                            Unwrap::Link => r.links += 1,
+                            Unwrap::Email => r.emails += 1,
+                            Unwrap::Phone => r.phones += 1,
+                        }
+                    }
+                    changed.set(true);
+                    if tag == "area" || !el.can_have_content() {
+                        el.remove();
+                        return Ok(());
+                    }
+                    el.remove_and_keep_content();
+                    // Images inside a link that goes (logos) go with it.
+                    link_depth.set(link_depth.get() + 1);
+                    let depth = link_depth.clone();
+                    el.on_end_tag(Box::new(move |_| {
+                        depth.set(depth.get().saturating_sub(1));
+                        Ok(())
+                    }))?;
+                    return Ok(());
+                }
+            }
+        }
+        "img" | "image" if link_depth.get() > 0 && (p.links || p.remote) => {
+            let remote = el.get_attribute("src").is_some_and(|s| !resource_ok(&decode_entities(&s), p));
+            if remote {
+                removed.borrow_mut().remote_resources += 1;
+            }
+            el.remove();
+            changed.set(true);
+            return Ok(());
+        }
+        _ => {}
+    }
+    attributes(el, tag, p, removed, changed);
+    Ok(())
+}
+
+enum Unwrap {
+    Link,
+    Email,
+    Phone,
+}
+
+/// Why a link must go, if it must.
+fn link_verdict(href: &str, p: &HtmlPolicy<'_>) -> Option<Unwrap> {
+    if href.is_empty() || href.starts_with('#') {
+        return None;
+    }
+    let scheme = scheme(href);
+    match scheme.as_deref() {
+        Some("mailto") => {
+            let relay_only = mailto_relay_only(href, p.rules.relay_domain);
+            if relay_only {
+                None
+            } else if p.links {
+                Some(Unwrap::Link)
+            } else if p.rules.emails {
+                Some(Unwrap::Email)
+            } else {
+                None
+            }
+        }
+        Some("tel" | "sms" | "callto" | "facetime" | "whatsapp" | "viber" | "skype") => {
+            if p.links {
+                Some(Unwrap::Link)
+            } else if p.rules.phones {
+                Some(Unwrap::Phone)
+            } else {
+                None
+            }
+        }
+        _ if p.links && !is_allowed_web_url(href, p.rules.allowlist) => Some(Unwrap::Link),
+        _ => None,
+    }
+}
+
+/// `mailto:` whose every address is on the relay domain, and whose query
+/// carries nothing the text rules would remove.
+fn mailto_relay_only(href: &str, relay_domain: &str) -> bool {
+    let decoded = percent_decode(&href["mailto:".len()..]);
+    let (to, query) = decoded.split_once('?').unwrap_or((&decoded, ""));
+    let suffix = format!("@{relay_domain}");
+    let addrs_ok = !to.trim().is_empty()
+        && to.split(',').all(|a| {
+            let a = a.trim().to_ascii_lowercase();
+            a.ends_with(&suffix) && a.matches('@').count() == 1
+        });
+    addrs_ok && !query.contains('@')
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn attributes(
+    el: &mut Element<'_, '_>,
+    tag: &str,
+    p: &HtmlPolicy<'_>,
+    removed: &RefCell<Removed>,
+    changed: &Cell<bool>,
+) {
+    if el.attributes().is_empty() {
+        return;
+    }
+    let attrs: Vec<(String, String)> = el.attributes().iter().map(|a| (a.name(), a.value())).collect();
+    for (name, raw) in attrs {
+        let is_link_href = name == "href" && (tag == "a" || tag == "area");
+        if name.starts_with("xmlns") {
+            continue;
+        }
+        if name.starts_with("on") {
+            if p.remote {
+                el.remove_attribute(&name);
+                changed.set(true);
+            }
+            continue;
+        }
+        let is_url = URL_ATTRS.contains(&name.as_str()) || (name == "href" && !is_link_href);
+        if is_url && p.remote {
+            let value = decode_entities(&raw);
+            if name == "src" || name == "srcset" || name == "background" || name == "poster" {
+                let ok = if name == "srcset" { srcset_ok(&value, p) } else { resource_ok(&value, p) };
+                if let Some(new) = renamed_cid(&value, p) {
+                    if ok {
+                        let _ = el.set_attribute(&name, &escape_attr(&new));
+                        changed.set(true);
+                        continue;
+                    }
+                }
+                if ok {
+                    continue;
+                }
+                removed.borrow_mut().remote_resources += 1;
+                changed.set(true);
+                if name == "src" && matches!(tag, "img" | "image" | "source" | "track") {
+                    el.remove();
+                    return;
+                }
+                el.remove_attribute(&name);
+                continue;
+            }
+            if value.trim().starts_with('#') || resource_ok(&value, p) && name != "ping" {
+                continue;
+            }
+            el.remove_attribute(&name);
+            removed.borrow_mut().remote_resources += 1;
+            changed.set(true);
+            continue;
+        }
+        if name == "style" {
+            if p.remote || p.rules.phones {
+                let value = decode_entities(&raw);
+                let (css, n) = css::sanitize(&value, p.rules.allowlist, p.rules.phones);
+                if let Some(css) = css {
+                    removed.borrow_mut().remote_resources += n;
+                    changed.set(true);
+                    let _ = el.set_attribute("style", &escape_attr(&css));
+                }
+            }
+            continue;
+        }
+        if !p.rules.any() || raw.is_empty() {
+            continue;
+        }
+        let value = decode_entities(&raw);
+        let rules = if is_link_href {
+            // A kept link's target is judged by the link rules, not as text.
+            Rules { links: false, ..p.rules.clone() }
+        } else {
+            p.rules.clone()
+        };
+        if let Cow::Owned(s) = scrub(&value, &rules, &mut removed.borrow_mut()) {
+            changed.set(true);
+            let _ = el.set_attribute(&name, &escape_attr(&s));
+        }
+    }
+}
+
+fn resource_ok(url: &str, p: &HtmlPolicy<'_>) -> bool {
+    is_local_image(url) || is_allowed_web_url(url, p.rules.allowlist)
+}
+
+fn srcset_ok(srcset: &str, p: &HtmlPolicy<'_>) -> bool {
+    srcset.split(',').filter_map(|c| c.split_whitespace().next()).all(|u| resource_ok(u, p))
+}
+
+/// A `cid:` reference whose Content-ID was renamed.
+fn renamed_cid(url: &str, p: &HtmlPolicy<'_>) -> Option<String> {
+    let url = normalize(url);
+    url.get(..4).filter(|s| s.eq_ignore_ascii_case("cid:"))?;
+    let old = percent_decode(&url[4..]);
+    p.cids.get(old.trim()).map(|new| format!("cid:{new}"))
+}
+
+/// Decodes character references (`&#64;`, `&#x40;`, `&commat;` …) the way a
+/// browser would before showing the text, so that nothing hides behind them.
+pub fn decode_entities(s: &str) -> Cow<'_, str> {
+    if !s.contains('&') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(num) = after.strip_prefix('#') {
+            let (hex, digits) = match num.strip_prefix(['x', 'X']) {
+                Some(h) => (true, h),
+                None => (false, num),
+            };
+            let len = digits
+                .find(|c: char| !(if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() }))
+                .unwrap_or(digits.len());
+            if len > 0 {
+                let v = u32::from_str_radix(&digits[..len.min(8)], if hex { 16 } else { 10 }).unwrap_or(0xFFFD);
+                out.push(char::from_u32(v).filter(|&c| c != '\0').unwrap_or('\u{FFFD}'));
+                let consumed = 1 + usize::from(hex) + len;
+                let consumed = consumed + usize::from(after[consumed..].starts_with(';'));
+                rest = &after[consumed..];
+                continue;
+            }
+        } else {
+            let name_len = after.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(after.len());
+            if name_len > 0 && name_len <= 32 && after[name_len..].starts_with(';') {
+                // Unknown names are copied as they are.
+                let token = &rest[i..i + 1 + name_len + 1];
+                mail_parser::decoders::html::add_html_token(&mut out, token.as_bytes(), false);
+                rest = &after[name_len + 1..];
+                continue;
+            }
+            // Legacy references that browsers decode without a semicolon.
+            let legacy = [("amp", '&'), ("lt", '<'), ("gt", '>'), ("quot", '"'), ("nbsp", '\u{a0}')];
+            if let Some((n, c)) = legacy.iter().find(|(n, _)| after.starts_with(n)) {
+                out.push(*c);
+                rest = &after[n.len()..];
+                continue;
+            }
+        }
+        out.push('&');
+        rest = after;
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+pub fn escape_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn escape_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+}

@@ -1,0 +1,242 @@
+//! One test per rule, on the sanitizers and on `apply`.
+
+use super::html::{HtmlPolicy, decode_entities, sanitize};
+use super::text::Rules;
+use super::*;
+use std::collections::HashMap;
+
+const RELAY: &str = "m.example.com";
+
+fn html_with(input: &str, allow: &[String], notes: Option<&str>) -> (String, Removed, bool) {
+    let cids = HashMap::new();
+    let p = HtmlPolicy {
+        remote: true,
+        links: true,
+        rules: Rules { emails: true, phones: true, links: true, relay_domain: RELAY, allowlist: allow },
+        cids: &cids,
+        notes,
+    };
+    let s = sanitize(input, &p).expect("sanitizes");
+    (s.html, s.removed, s.changed)
+}
+
+fn html(input: &str) -> (String, Removed) {
+    let (h, r, _) = html_with(input, &[], None);
+    (h, r)
+}
+
+#[test]
+fn tracking_pixels_and_remote_images_go_local_images_stay() {
+    let (h, r) = html(
+        r#"<p>Hi<img src="https://t.example/open.gif" width="1" height="1"><img src="cid:logo@x"><img src="data:image/png;base64,iVBO"><img src="data:image/svg+xml,&lt;svg/&gt;"><img src=" //t.example/p "></p>"#,
+    );
+    assert!(!h.contains("t.example"), "{h}");
+    assert!(h.contains(r#"src="cid:logo@x""#), "{h}");
+    assert!(h.contains("data:image/png"), "{h}");
+    assert!(!h.contains("svg"), "{h}");
+    assert_eq!(r.remote_resources, 3);
+}
+
+#[test]
+fn srcset_background_poster_and_css_urls_go() {
+    let (h, r) = html(
+        r#"<body background="http://t.example/bg.png"><img src="cid:a" srcset="https://t.example/a2.png 2x"><table style="color:red;background-image:url('https://t.example/bg')"><tr><td>x</td></tr></table><style>@import url(https://t.example/s.css); p{background:url(https://t.example/x)} .a{color:blue}</style></body>"#,
+    );
+    assert!(!h.contains("t.example"), "{h}");
+    assert!(h.contains("color:red"), "{h}");
+    assert!(h.contains(".a{color:blue}"), "{h}");
+    assert!(h.contains(r#"src="cid:a""#), "{h}");
+    assert_eq!(r.remote_resources, 5);
+}
+
+#[test]
+fn loaders_go_whole() {
+    let (h, r) = html(
+        r#"<head><link rel="stylesheet" href="https://t.example/a.css"><base href="https://t.example/"><meta http-equiv="refresh" content="0;url=https://t.example/"></head><body><iframe src="https://t.example/f"></iframe><object data="https://t.example/o"></object><embed src="https://t.example/e"><script>fetch('https://t.example/s')</script><form action="https://t.example/f"><input type="image" src="https://t.example/i.png">Name</form><video poster="https://t.example/v.png"></video><svg><image href="https://t.example/s.png"/></svg><noscript><img src="https://t.example/n.gif"></noscript></body>"#,
+    );
+    assert!(!h.contains("t.example"), "{h}");
+    assert!(h.contains("Name"), "form content stays: {h}");
+    assert!(r.remote_resources >= 10, "{r:?}");
+}
+
+#[test]
+fn event_handlers_and_conditional_comments_go() {
+    let (h, _) = html(
+        r#"<p onclick="x()" onmouseover="new Image().src='https://t.example/'">a</p><!--[if mso]><v:rect><v:fill src="https://t.example/vml.png"/></v:rect><![endif]-->"#,
+    );
+    assert!(!h.contains("onclick") && !h.contains("t.example") && !h.contains("[if"), "{h}");
+}
+
+#[test]
+fn external_links_unwrap_and_logos_go_with_them() {
+    let (h, r) = html(
+        r##"<p><a href="https://click.example/r?u=shop">Visit the shop</a> <a href="https://www.shop.example/"><img src="cid:logo" alt="Shop"></a> <a href="#top">top</a></p>"##,
+    );
+    assert_eq!(h, r##"<p>Visit the shop  <a href="#top">top</a></p>"##);
+    assert_eq!(r.links, 2);
+}
+
+#[test]
+fn allowlisted_links_and_images_stay() {
+    let allow = vec!["cdn.market.example".to_string()];
+    let input = r#"<a href="https://cdn.market.example/p/1"><img src="https://img.cdn.market.example/x.png"></a>"#;
+    let (h, r, changed) = html_with(input, &allow, None);
+    assert_eq!(h, input);
+    assert!(r.is_empty() && !changed);
+}
+
+#[test]
+fn mailto_links_only_to_relay_aliases() {
+    let (h, r) = html(
+        r#"<a href="mailto:bob@gmail.com">write</a> <a href="mailto:abcdefghijklmno@m.example.com?subject=Hi">reply</a> <a href="tel:+15551234567">call</a>"#,
+    );
+    assert!(!h.contains("gmail") && !h.contains("tel:"), "{h}");
+    assert!(h.contains(r#"href="mailto:abcdefghijklmno@m.example.com?subject=Hi""#), "{h}");
+    assert_eq!(r.links, 2);
+}
+
+#[test]
+fn contact_details_in_text_and_attributes() {
+    let (h, r) = html(
+        r#"<p title="mail bob@gmail.com">Call 010-1234-5678 or mail bob&#64;shop.example &amp; order 114-1234567-1234567</p><img src="cid:x" alt="+44 20 7946 0958">"#,
+    );
+    assert!(!h.contains("gmail") && !h.contains("1234-5678") && !h.contains("shop.example"), "{h}");
+    assert!(!h.contains("7946"), "{h}");
+    assert!(h.contains("order 114-1234567-1234567"), "{h}");
+    assert!(h.contains("&amp; order"), "{h}");
+    assert_eq!((r.emails, r.phones), (2, 2));
+}
+
+#[test]
+fn contact_details_split_by_markup_are_seen_whole() {
+    let (h, r) = html("<p>bob@<b></b>gmail.com and 010-<!-- x -->1234-<span>5678</span></p><p>2026-11-23</p>");
+    assert!(!h.contains("gmail") && !h.contains("5678"), "{h}");
+    assert!(h.contains("[email removed]") && h.contains("[phone removed]"), "{h}");
+    assert!(h.contains("2026-11-23"), "{h}");
+    assert_eq!((r.emails, r.phones), (1, 1));
+    // Separate blocks are separate runs: no false join.
+    let (h, _) = html("<p>Order 114</p><p>1234567</p>");
+    assert_eq!(h, "<p>Order 114</p><p>1234567</p>");
+}
+
+#[test]
+fn clean_html_is_unchanged_and_notes_go_before_body_end() {
+    let input =
+        "<html><body><p>Hello, your order 114-1234567-1234567 ships on 23/11/2026 for $1,234.56.</p></body></html>";
+    let (h, r, changed) = html_with(input, &[], None);
+    assert_eq!(h, input);
+    assert!(r.is_empty() && !changed);
+    let (h, _, changed) = html_with(input, &[], Some("<p>note</p>"));
+    assert!(changed && h.ends_with("<p>note</p></body></html>"), "{h}");
+    let (h, _, _) = html_with("<p>no body", &[], Some("<p>note</p>"));
+    assert!(h.ends_with("<p>note</p>"), "{h}");
+}
+
+#[test]
+fn entities_are_decoded_before_judging() {
+    assert_eq!(decode_entities("a&#64;b&#x2e;c&commat;d&period;e&amp"), "a@b.c@d.e&");
+    assert_eq!(decode_entities("x&#64y"), "x@y");
+    assert_eq!(decode_entities("&unknown; & &"), "&unknown; & &");
+}
+
+#[test]
+fn policies_and_summary() {
+    assert!(ContentPolicy::seller_to_buyer_default().filter_attachments);
+    let b = ContentPolicy::buyer_to_seller_default();
+    assert!(b.remove_remote_content && !b.unwrap_external_links && !b.redact_contact_details);
+    assert!(!b.is_noop());
+    let noop = ContentPolicy { remove_remote_content: false, ..b };
+    assert!(noop.is_noop());
+    let r = Removed { remote_resources: 2, links: 1, phones: 1, ..Removed::default() };
+    assert_eq!(r.summary(), "2 remote resources, 1 link, 1 phone");
+    assert_eq!(Removed::default().summary(), "nothing");
+    assert!(Removed::default().is_empty() && !r.is_empty());
+}
+
+fn ct(v: &str) -> Vec<(String, String)> {
+    vec![("MIME-Version".into(), "1.0".into()), ("Content-Type".into(), v.into())]
+}
+
+#[test]
+fn noop_and_clean_messages_are_unchanged() {
+    let body = b"Hello,\r\nyour order 114-1234567-1234567 ships 2026-11-23.\r\n";
+    let h = ct("text/plain; charset=utf-8");
+    assert_eq!(apply(&h, body, &ContentPolicy::seller_to_buyer_default(), RELAY), Outcome::Unchanged);
+    let noop = ContentPolicy { remove_remote_content: false, ..ContentPolicy::buyer_to_seller_default() };
+    assert_eq!(apply(&h, b"bob@gmail.com", &noop, RELAY), Outcome::Unchanged);
+}
+
+#[test]
+fn plain_text_is_rewritten_with_new_headers() {
+    let h = ct("text/plain; charset=utf-8");
+    let Outcome::Rewritten { body, content_type, content_transfer_encoding, removed } =
+        apply(&h, b"Mail bob@gmail.com or call 010-1234-5678\r\n", &ContentPolicy::seller_to_buyer_default(), RELAY)
+    else {
+        panic!("not rewritten")
+    };
+    assert_eq!(content_type, "text/plain; charset=\"utf-8\"");
+    assert_eq!(content_transfer_encoding.as_deref(), Some("7bit"));
+    assert_eq!(String::from_utf8(body).unwrap(), "Mail [email removed] or call [phone removed]\r\n");
+    assert_eq!(removed.summary(), "1 email, 1 phone");
+}
+
+#[test]
+fn oversized_deep_and_encrypted_messages_are_refused() {
+    let p = ContentPolicy::seller_to_buyer_default();
+    let big = vec![b'a'; MAX_MESSAGE_BYTES + 1];
+    assert!(matches!(apply(&ct("text/plain"), &big, &p, RELAY), Outcome::Refuse { code: "552", xcode: "5.3.4", .. }));
+    let mut body = String::new();
+    for i in 0..25 {
+        body.push_str(&format!("--b{i}\r\nContent-Type: multipart/mixed; boundary=\"b{}\"\r\n\r\n", i + 1));
+    }
+    body.push_str("--b25\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b25--\r\n");
+    assert!(matches!(
+        apply(&ct("multipart/mixed; boundary=\"b0\""), body.as_bytes(), &p, RELAY),
+        Outcome::Refuse { code: "554", xcode: "5.6.0", .. }
+    ));
+    let enc = "--e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--e\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n--e--\r\n";
+    let r = apply(
+        &ct("multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"e\""),
+        enc.as_bytes(),
+        &p,
+        RELAY,
+    );
+    assert!(matches!(r, Outcome::Refuse { code: "554", .. }), "{r:?}");
+}
+
+#[test]
+fn a_message_that_is_one_bad_attachment_is_refused() {
+    let h = vec![
+        ("Content-Type".into(), "application/x-msdownload; name=\"setup.exe\"".into()),
+        ("Content-Disposition".into(), "attachment; filename=\"setup.exe\"".into()),
+        ("Content-Transfer-Encoding".into(), "base64".into()),
+    ];
+    let r = apply(&h, b"TVqQAAMAAAAEAAAA\r\n", &ContentPolicy::seller_to_buyer_default(), RELAY);
+    assert!(matches!(r, Outcome::Refuse { code: "554", xcode: "5.6.0", .. }), "{r:?}");
+}
+
+#[test]
+fn non_canonical_text_is_rebuilt_even_when_clean() {
+    let p = ContentPolicy::seller_to_buyer_default();
+    // Unknown charset: rebuilt as UTF-8 from what was checked.
+    let r = apply(&ct("text/plain; charset=x-unknown-7"), b"hello\r\n", &p, RELAY);
+    assert!(matches!(r, Outcome::Rewritten { .. }), "{r:?}");
+    // Broken quoted-printable.
+    let mut h = ct("text/plain; charset=utf-8");
+    h.push(("Content-Transfer-Encoding".into(), "quoted-printable".into()));
+    let r = apply(&h, b"hello =ZZ world\r\n", &p, RELAY);
+    assert!(matches!(r, Outcome::Rewritten { .. }), "{r:?}");
+    // Valid quoted-printable with a soft break stays untouched.
+    let r = apply(&h, b"hello =\r\nworld =E2=9C=93\r\n", &p, RELAY);
+    assert_eq!(r, Outcome::Unchanged);
+}
+
+#[test]
+fn folded_header_values_are_understood() {
+    let h = vec![("Content-Type".to_string(), "multipart/alternative;\r\n\tboundary=\"zz\"".to_string())];
+    let body = b"--zz\r\nContent-Type: text/plain\r\n\r\ncall 010-1234-5678\r\n--zz--\r\n";
+    let r = apply(&h, body, &ContentPolicy::seller_to_buyer_default(), RELAY);
+    let Outcome::Rewritten { content_type, removed, .. } = r else { panic!("{r:?}") };
+    assert!(content_type.starts_with("multipart/alternative;"), "{content_type}");
+    assert_eq!(removed.phones, 1);
+}

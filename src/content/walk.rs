@@ -1,0 +1,673 @@
+//! The MIME walk: decide every part, sanitize text, rebuild only on change.
+
+use super::attachment::{self, Reason};
+use super::html::{self, HtmlPolicy, escape_text};
+use super::text::{Rules, scrub, unflow};
+use super::{ContentPolicy, MAX_DEPTH, MAX_PARTS, Outcome, Removed};
+use mail_builder::headers::content_type::ContentType as BuiltType;
+use mail_builder::mime::{BodyPart, MimePart};
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+struct Refusal(String);
+
+/// What happens to one part.
+#[derive(Clone, Debug, PartialEq)]
+enum Decision {
+    Multipart,
+    /// A message body (text/plain or text/html, not an attachment).
+    Body,
+    /// A kept attachment; text ones are sanitized like bodies.
+    Keep,
+    Drop,
+    /// The signature of a `multipart/signed`.
+    Signature,
+}
+
+enum Node<'x> {
+    Multipart {
+        subtype: String,
+        params: Vec<(String, String)>,
+        children: Vec<Node<'x>>,
+    },
+    Text {
+        subtype: String,
+        text: Cow<'x, str>,
+        disposition: Option<(String, Option<String>)>,
+        cid: Option<String>,
+    },
+    Binary {
+        ctype: String,
+        data: Cow<'x, [u8]>,
+        /// Already valid base64, passed through as it came.
+        base64: bool,
+        disposition: Option<(String, Option<String>)>,
+        name: Option<String>,
+        cid: Option<String>,
+    },
+    Message {
+        raw: Cow<'x, [u8]>,
+    },
+    Dropped,
+}
+
+pub(super) fn apply(headers: &[(String, String)], body: &[u8], policy: &ContentPolicy, relay: &str) -> Outcome {
+    let mut raw = Vec::with_capacity(body.len() + 256);
+    // mail-parser wants at least one header; only the MIME ones matter here.
+    raw.extend_from_slice(b"X-Bsm: 1\r\n");
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("content-") || lower == "mime-version" {
+            raw.extend_from_slice(name.as_bytes());
+            raw.extend_from_slice(b": ");
+            raw.extend(value.bytes().filter(|&b| b != b'\r' && b != b'\n'));
+            raw.extend_from_slice(b"\r\n");
+        }
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(body);
+    let Some(msg) = MessageParser::new().parse(&raw) else {
+        return refuse("The message could not be parsed");
+    };
+    let mut w = Walker::new(policy, relay, 0);
+    match w.run(&msg) {
+        Err(Refusal(text)) => refuse(&text),
+        Ok(None) => Outcome::Unchanged,
+        Ok(Some(root)) => {
+            let Some(part) = to_mime(root) else {
+                return refuse("The message has no content left after the content policy");
+            };
+            let mut out = Vec::with_capacity(body.len() + 1024);
+            part.write_part(&mut out);
+            split_root(out, w.removed)
+        }
+    }
+}
+
+fn refuse(text: &str) -> Outcome {
+    Outcome::Refuse { code: "554", xcode: "5.6.0", text: text.to_string() }
+}
+
+/// The root part's headers become the top-level Content-Type and
+/// Content-Transfer-Encoding; the rest is the new body.
+fn split_root(mut out: Vec<u8>, removed: Removed) -> Outcome {
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..at]).replace("\r\n\t", " ").replace("\r\n ", " ");
+    let mut content_type = String::from("text/plain; charset=utf-8");
+    let mut cte = None;
+    for line in head.split("\r\n") {
+        if let Some((n, v)) = line.split_once(':') {
+            if n.eq_ignore_ascii_case("content-type") {
+                content_type = v.trim().to_string();
+            } else if n.eq_ignore_ascii_case("content-transfer-encoding") {
+                cte = Some(v.trim().to_string());
+            }
+        }
+    }
+    out.drain(..(at + 4).min(out.len()));
+    Outcome::Rewritten { body: out, content_type, content_transfer_encoding: cte, removed }
+}
+
+struct Walker<'p> {
+    policy: &'p ContentPolicy,
+    rules: Rules<'p>,
+    relay: &'p str,
+    depth_base: usize,
+    decisions: Vec<Option<Decision>>,
+    removed: Removed,
+    notes: Vec<String>,
+    /// Rebuild even if the policy changes nothing: the input is not canonical
+    /// (what a mail client would show may differ from what was checked).
+    force: bool,
+    changes: u32,
+    cids: HashMap<String, String>,
+    parts: usize,
+}
+
+fn lower_type(part: &MessagePart<'_>) -> (String, String) {
+    match part.content_type() {
+        Some(ct) => (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase()),
+        None => ("text".into(), "plain".into()),
+    }
+}
+
+/// Every file name the part gives: clients differ in which one they use.
+fn names<'a>(part: &'a MessagePart<'_>) -> Vec<&'a str> {
+    let mut v = Vec::new();
+    if let Some(n) = part.content_disposition().and_then(|d| d.attribute("filename")) {
+        v.push(n);
+    }
+    if let Some(n) = part.content_type().and_then(|c| c.attribute("name")) {
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
+    v
+}
+
+fn is_attachment_like(part: &MessagePart<'_>) -> bool {
+    part.content_disposition().is_some_and(|d| d.is_attachment()) || !names(part).is_empty()
+}
+
+impl<'p> Walker<'p> {
+    fn new(policy: &'p ContentPolicy, relay: &'p str, depth_base: usize) -> Self {
+        Walker {
+            policy,
+            rules: Rules {
+                emails: policy.redact_contact_details,
+                phones: policy.redact_contact_details,
+                links: policy.unwrap_external_links,
+                relay_domain: relay,
+                allowlist: &policy.link_allowlist,
+            },
+            relay,
+            depth_base,
+            decisions: Vec::new(),
+            removed: Removed::default(),
+            notes: Vec::new(),
+            force: false,
+            changes: 0,
+            cids: HashMap::new(),
+            parts: 0,
+        }
+    }
+
+    /// `Ok(None)`: nothing to change.
+    fn run<'x>(&mut self, msg: &'x Message<'x>) -> Result<Option<Node<'x>>, Refusal> {
+        if msg.parts.is_empty() {
+            return Ok(None);
+        }
+        self.decisions = vec![None; msg.parts.len()];
+        self.plan(msg, 0, self.depth_base)?;
+        let main_text = msg
+            .text_body
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| self.decisions[i] == Some(Decision::Body) && matches!(msg.parts[i].body, PartType::Text(_)));
+        let main_html = msg
+            .html_body
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| self.decisions[i] == Some(Decision::Body) && matches!(msg.parts[i].body, PartType::Html(_)));
+        let mut root = self.build(msg, 0, main_text, main_html);
+        if !self.notes.is_empty() && main_text.is_none() && main_html.is_none() {
+            let note = Node::Text {
+                subtype: "plain".into(),
+                text: Cow::Owned(self.notes_text()),
+                disposition: None,
+                cid: None,
+            };
+            root = match root {
+                Node::Dropped => note,
+                Node::Multipart { subtype, params, mut children } if subtype == "mixed" => {
+                    children.insert(0, note);
+                    Node::Multipart { subtype, params, children }
+                }
+                other => Node::Multipart { subtype: "mixed".into(), params: Vec::new(), children: vec![note, other] },
+            };
+        }
+        if self.changes == 0 && !self.force && self.notes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(root))
+    }
+
+    fn plan(&mut self, msg: &Message<'_>, id: usize, depth: usize) -> Result<(), Refusal> {
+        if depth > MAX_DEPTH {
+            return Err(Refusal(format!(
+                "MIME structure nested deeper than {MAX_DEPTH} levels cannot be checked by the content policy"
+            )));
+        }
+        self.parts += 1;
+        if self.parts > MAX_PARTS {
+            return Err(Refusal(format!(
+                "Messages with more than {MAX_PARTS} MIME parts cannot be checked by the content policy"
+            )));
+        }
+        let part = &msg.parts[id];
+        let (ty, sub) = lower_type(part);
+        if (ty == "multipart" && sub == "encrypted")
+            || (ty == "application" && (sub == "pkcs7-mime" || sub == "x-pkcs7-mime"))
+        {
+            return Err(Refusal(
+                "Encrypted messages cannot be relayed: the content policy must be able to read them".into(),
+            ));
+        }
+        if self.policy.redact_contact_details {
+            if let Some(cid) = part.content_id() {
+                let foreign = cid
+                    .rsplit_once('@')
+                    .is_some_and(|(_, d)| !d.trim_end_matches('>').eq_ignore_ascii_case(self.relay));
+                if foreign {
+                    let new = format!("part{id}.{}@{}", self.cids.len() + 1, self.relay);
+                    self.cids.insert(cid.trim_matches(['<', '>', ' ']).to_string(), new);
+                    self.force = true;
+                }
+            }
+        }
+        let decision = match &part.body {
+            PartType::Multipart(children) => {
+                for (k, &c) in children.iter().enumerate() {
+                    if sub == "signed" && k > 0 {
+                        self.decisions[c as usize] = Some(Decision::Signature);
+                        self.parts += 1;
+                        continue;
+                    }
+                    self.plan(msg, c as usize, depth + 1)?;
+                }
+                Decision::Multipart
+            }
+            PartType::Message(inner) => self.nested(part, inner, depth)?,
+            PartType::Text(_) | PartType::Html(_) => {
+                if part.is_encoding_problem || !canonical_text(msg, part) {
+                    self.force = true;
+                }
+                let body_type = (ty == "text" && (sub == "plain" || sub == "html")) || ty == "multipart";
+                if body_type && !is_attachment_like(part) {
+                    Decision::Body
+                } else {
+                    self.attachment(msg, part, &ty, &sub, id)?
+                }
+            }
+            PartType::Binary(_) | PartType::InlineBinary(_) => {
+                if part.is_encoding_problem {
+                    self.force = true;
+                }
+                self.attachment(msg, part, &ty, &sub, id)?
+            }
+        };
+        self.decisions[id] = Some(decision);
+        Ok(())
+    }
+
+    fn attachment(
+        &mut self,
+        msg: &Message<'_>,
+        part: &MessagePart<'_>,
+        ty: &str,
+        sub: &str,
+        id: usize,
+    ) -> Result<Decision, Refusal> {
+        let names = names(part);
+        let verdict = if self.policy.filter_attachments {
+            attachment::judge(&names, &format!("{ty}/{sub}"), part.contents(), self.policy.max_attachment_bytes)
+        } else {
+            Ok(())
+        };
+        if id == 0 {
+            // The whole message is this attachment: only its top-level headers
+            // could carry a new name, and the milter does not rewrite them.
+            let renamed = names.iter().any(|n| self.clean_name(n).as_str() != *n);
+            if let Err(reason) = &verdict {
+                return Err(Refusal(format!("The message is a single attachment that is not allowed ({reason})")));
+            }
+            if renamed {
+                return Err(Refusal(
+                    "The message is a single attachment whose file name contains contact details or links".into(),
+                ));
+            }
+        }
+        match verdict {
+            Ok(()) => {
+                if self.policy.filter_attachments
+                    && part.encoding == Encoding::Base64
+                    && !valid_base64(raw_body(msg, part))
+                {
+                    self.force = true;
+                }
+                Ok(Decision::Keep)
+            }
+            Err(reason) => {
+                self.drop_part(names.first().copied(), &format!("{ty}/{sub}"), &reason.to_string());
+                Ok(Decision::Drop)
+            }
+        }
+    }
+
+    fn nested(&mut self, part: &MessagePart<'_>, inner: &Message<'_>, depth: usize) -> Result<Decision, Refusal> {
+        let name = names(part).first().copied();
+        if self.policy.filter_attachments || self.policy.redact_contact_details {
+            // Its headers name third parties and real addresses.
+            self.drop_part(name.or(Some("forwarded message")), "message/rfc822", &Reason::Type.to_string());
+            return Ok(Decision::Drop);
+        }
+        let mut sub = Walker::new(self.policy, self.relay, depth + 1);
+        match sub.run(inner)? {
+            None => Ok(Decision::Keep),
+            Some(_) => {
+                self.drop_part(name.or(Some("forwarded message")), "message/rfc822", "it contains remote content");
+                Ok(Decision::Drop)
+            }
+        }
+    }
+
+    fn drop_part(&mut self, name: Option<&str>, ctype: &str, reason: &str) {
+        let shown = match name {
+            Some(n) => format!("\"{}\"", self.clean_name(n)),
+            None => format!("an unnamed {ctype} part"),
+        };
+        self.notes.push(format!("[Attachment removed: {shown} ({reason})]"));
+        self.removed.attachments += 1;
+        self.changes += 1;
+    }
+
+    /// File names are text: contact details and links go, and so do control and
+    /// bidirectional-override characters (`invoice\u{202E}fdp.exe`).
+    fn clean_name(&mut self, name: &str) -> String {
+        let stripped: String = name
+            .chars()
+            .filter(|c| {
+                !c.is_control()
+                    && !matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+            })
+            .collect();
+        let mut scratch = Removed::default();
+        scrub(&stripped, &self.rules, &mut scratch).into_owned()
+    }
+
+    fn notes_text(&self) -> String {
+        let mut s = String::new();
+        for n in &self.notes {
+            s.push_str(n);
+            s.push_str("\r\n");
+        }
+        s
+    }
+
+    fn notes_html(&self) -> String {
+        let mut s = String::new();
+        for n in &self.notes {
+            s.push_str("<p>");
+            s.push_str(&escape_text(n));
+            s.push_str("</p>");
+        }
+        s
+    }
+
+    fn build<'x>(
+        &mut self,
+        msg: &'x Message<'x>,
+        id: usize,
+        main_text: Option<usize>,
+        main_html: Option<usize>,
+    ) -> Node<'x> {
+        let part = &msg.parts[id];
+        let (ty, sub) = lower_type(part);
+        match self.decisions[id].clone() {
+            None | Some(Decision::Drop) => Node::Dropped,
+            Some(Decision::Multipart) => {
+                let before = self.changes;
+                let PartType::Multipart(ids) = &part.body else {
+                    return Node::Dropped;
+                };
+                let mut children: Vec<Node<'x>> = ids
+                    .iter()
+                    .map(|&c| self.build(msg, c as usize, main_text, main_html))
+                    .filter(|n| !matches!(n, Node::Dropped))
+                    .collect();
+                if sub == "signed" && (self.changes > before || self.policy.filter_attachments || self.force) {
+                    // The signature cannot survive a change; keep the content.
+                    self.changes += 1;
+                    return if children.is_empty() { Node::Dropped } else { children.swap_remove(0) };
+                }
+                if children.is_empty() {
+                    return Node::Dropped;
+                }
+                let params = part
+                    .content_type()
+                    .and_then(|c| c.attributes())
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter(|a| {
+                        let n = a.name.to_ascii_lowercase();
+                        n == "type" || n == "protocol" || n == "micalg"
+                    })
+                    .map(|a| (a.name.to_string(), a.value.to_string()))
+                    .collect();
+                Node::Multipart { subtype: if ty == "multipart" { sub } else { "mixed".into() }, params, children }
+            }
+            Some(Decision::Body) | Some(Decision::Keep) | Some(Decision::Signature) => {
+                self.leaf(msg, part, &ty, &sub, Some(id) == main_text, Some(id) == main_html)
+            }
+        }
+    }
+
+    fn leaf<'x>(
+        &mut self,
+        msg: &'x Message<'x>,
+        part: &'x MessagePart<'x>,
+        ty: &str,
+        sub: &str,
+        main_text: bool,
+        main_html: bool,
+    ) -> Node<'x> {
+        let disposition = self.disposition(part);
+        let cid = part.content_id().map(|c| {
+            let c = c.trim_matches(['<', '>', ' ']);
+            self.cids.get(c).cloned().unwrap_or_else(|| c.to_string())
+        });
+        match &part.body {
+            PartType::Text(t) => {
+                let flowed = part
+                    .content_type()
+                    .and_then(|c| c.attribute("format"))
+                    .is_some_and(|f| f.eq_ignore_ascii_case("flowed"));
+                let text: Cow<'x, str> = if flowed {
+                    let delsp = part
+                        .content_type()
+                        .and_then(|c| c.attribute("delsp"))
+                        .is_some_and(|f| f.eq_ignore_ascii_case("yes"));
+                    Cow::Owned(unflow(t, delsp))
+                } else {
+                    Cow::Borrowed(t.as_ref())
+                };
+                let mut text = self.scrub_owned(text);
+                if main_text && !self.notes.is_empty() {
+                    let mut s = text.into_owned();
+                    if !s.is_empty() && !s.ends_with('\n') {
+                        s.push_str("\r\n");
+                    }
+                    s.push_str("\r\n");
+                    s.push_str(&self.notes_text());
+                    text = Cow::Owned(s);
+                }
+                let subtype = if ty == "text" { sub.to_string() } else { "plain".into() };
+                Node::Text { subtype, text, disposition, cid }
+            }
+            PartType::Html(t) => {
+                let notes = (main_html && !self.notes.is_empty()).then(|| self.notes_html());
+                let policy = HtmlPolicy {
+                    remote: self.policy.remove_remote_content,
+                    links: self.policy.unwrap_external_links,
+                    rules: self.rules.clone(),
+                    cids: &self.cids,
+                    notes: notes.as_deref(),
+                };
+                match html::sanitize(t, &policy) {
+                    Ok(s) => {
+                        if s.changed {
+                            self.changes += 1;
+                        }
+                        self.removed.add(&s.removed);
+                        Node::Text { subtype: "html".into(), text: Cow::Owned(s.html), disposition, cid }
+                    }
+                    Err(_) => {
+                        // The tokenizer gave up: keep what a reader would see, as text.
+                        self.force = true;
+                        let plain = mail_parser::decoders::html::html_to_text(t);
+                        let text = self.scrub_owned(Cow::Owned(plain));
+                        Node::Text { subtype: "plain".into(), text, disposition, cid }
+                    }
+                }
+            }
+            PartType::Binary(data) | PartType::InlineBinary(data) => {
+                let raw = raw_body(msg, part);
+                let base64 = part.encoding == Encoding::Base64 && valid_base64(raw);
+                let name = names(part).first().map(|n| self.clean_name(n));
+                if name.as_deref() != names(part).first().copied() {
+                    self.changes += 1;
+                }
+                Node::Binary {
+                    ctype: format!("{ty}/{sub}"),
+                    data: if base64 { Cow::Borrowed(trim_crlf(raw)) } else { Cow::Borrowed(data.as_ref()) },
+                    base64,
+                    disposition,
+                    name,
+                    cid,
+                }
+            }
+            PartType::Message(inner) => {
+                let raw: Cow<'x, [u8]> = if part.encoding == Encoding::None {
+                    Cow::Borrowed(raw_body(msg, part))
+                } else {
+                    Cow::Borrowed(inner.raw_message.as_ref())
+                };
+                Node::Message { raw }
+            }
+            PartType::Multipart(_) => Node::Dropped,
+        }
+    }
+
+    fn scrub_owned<'x>(&mut self, text: Cow<'x, str>) -> Cow<'x, str> {
+        if !self.rules.any() {
+            return text;
+        }
+        let mut removed = Removed::default();
+        let out = match scrub(&text, &self.rules, &mut removed) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(s) => {
+                self.changes += 1;
+                Cow::Owned(s)
+            }
+        };
+        self.removed.add(&removed);
+        out
+    }
+
+    fn disposition(&mut self, part: &MessagePart<'_>) -> Option<(String, Option<String>)> {
+        let d = part.content_disposition();
+        let name = names(part).first().copied();
+        let kind = match d {
+            Some(d) if d.is_attachment() => "attachment",
+            Some(_) => "inline",
+            None if name.is_some() => "attachment",
+            None => return None,
+        };
+        Some((kind.to_string(), name.map(|n| self.clean_name(n))))
+    }
+}
+
+/// The encoded body of `part` as it came.
+fn raw_body<'a>(msg: &'a Message<'_>, part: &MessagePart<'_>) -> &'a [u8] {
+    let (s, e) = (part.offset_body as usize, part.offset_end as usize);
+    msg.raw_message.get(s..e.max(s)).unwrap_or(&[])
+}
+
+fn trim_crlf(b: &[u8]) -> &[u8] {
+    let mut e = b.len();
+    while e > 0 && matches!(b[e - 1], b'\r' | b'\n') {
+        e -= 1;
+    }
+    &b[..e]
+}
+
+fn valid_base64(raw: &[u8]) -> bool {
+    !raw.is_empty()
+        && raw
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\t'))
+        && raw.split(|&b| b == b'\n').all(|l| l.len() <= 998)
+}
+
+/// A text part that any mail client decodes to what mail-parser decoded.
+fn canonical_text(msg: &Message<'_>, part: &MessagePart<'_>) -> bool {
+    let (ty, _) = lower_type(part);
+    if ty == "multipart" {
+        // A multipart whose boundary never came: read as text.
+        return false;
+    }
+    let charset_ok = match part.content_type().and_then(|c| c.attribute("charset")) {
+        None => true,
+        Some(c) => {
+            let c = c.trim().to_ascii_lowercase();
+            matches!(c.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii") || charset_decoder(c.as_bytes()).is_some()
+        }
+    };
+    let cte = part.content_transfer_encoding().map(|c| c.trim().to_ascii_lowercase());
+    let cte_ok = match cte.as_deref() {
+        None | Some("7bit" | "8bit" | "binary") => true,
+        Some("base64") => valid_base64(raw_body(msg, part)) || raw_body(msg, part).is_empty(),
+        Some("quoted-printable") => valid_qp(raw_body(msg, part)),
+        Some(_) => false,
+    };
+    charset_ok && cte_ok
+}
+
+fn valid_qp(raw: &[u8]) -> bool {
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'=' {
+            let rest = &raw[i + 1..];
+            let hex = rest.len() >= 2 && rest[0].is_ascii_hexdigit() && rest[1].is_ascii_hexdigit();
+            let ws = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+            let soft =
+                rest.is_empty() || rest[ws..].starts_with(b"\r\n") || rest[ws..].starts_with(b"\n") || ws == rest.len();
+            if !(hex || soft) {
+                return false;
+            }
+        }
+        i += 1;
+    }
+    true
+}
+
+fn to_mime(node: Node<'_>) -> Option<MimePart<'_>> {
+    Some(match node {
+        Node::Dropped => return None,
+        Node::Multipart { subtype, params, children } => {
+            let mut ct = BuiltType::new(format!("multipart/{subtype}"));
+            for (k, v) in params {
+                ct = ct.attribute(k, v);
+            }
+            let children: Vec<MimePart<'_>> = children.into_iter().filter_map(to_mime).collect();
+            MimePart::new(ct, BodyPart::Multipart(children))
+        }
+        Node::Text { subtype, text, disposition, cid } => {
+            let ct = BuiltType::new(format!("text/{subtype}")).attribute("charset", "utf-8");
+            let part = MimePart::new(ct, BodyPart::Text(text));
+            with_disposition(part, disposition, cid)
+        }
+        Node::Binary { ctype, data, base64, disposition, name, cid } => {
+            let mut ct = BuiltType::new(ctype);
+            if let Some(n) = name {
+                ct = ct.attribute("name", n);
+            }
+            let part = with_disposition(MimePart::new(ct, BodyPart::Binary(data)), disposition, cid);
+            if base64 { part.transfer_encoding("base64") } else { part }
+        }
+        Node::Message { raw } => {
+            let cte = if raw.iter().any(|&b| b >= 0x80) { "8bit" } else { "7bit" };
+            MimePart::new("message/rfc822", BodyPart::Binary(raw)).transfer_encoding(cte)
+        }
+    })
+}
+
+fn with_disposition<'x>(
+    mut part: MimePart<'x>,
+    disposition: Option<(String, Option<String>)>,
+    cid: Option<String>,
+) -> MimePart<'x> {
+    if let Some((kind, name)) = disposition {
+        let mut d = BuiltType::new(kind);
+        if let Some(n) = name {
+            d = d.attribute("filename", n);
+        }
+        part = part.header("Content-Disposition", d);
+    }
+    if let Some(c) = cid {
+        part = part.cid(c);
+    }
+    part
+}
