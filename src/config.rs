@@ -28,6 +28,85 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub content: ContentConfig,
+}
+
+/// The content policy (DESIGN §3), per direction.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentConfig {
+    /// Domains (and their subdomains) whose links and images are kept.
+    #[serde(default)]
+    pub link_allowlist: Vec<String>,
+    /// Largest attachment kept, decoded bytes.
+    #[serde(default = "default_max_attachment_bytes")]
+    pub max_attachment_bytes: u64,
+    #[serde(default = "DirectionRules::seller_to_buyer")]
+    pub seller_to_buyer: DirectionRules,
+    #[serde(default = "DirectionRules::buyer_to_seller")]
+    pub buyer_to_seller: DirectionRules,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionRules {
+    pub remove_remote_content: bool,
+    pub unwrap_external_links: bool,
+    pub redact_contact_details: bool,
+    pub filter_attachments: bool,
+}
+
+impl DirectionRules {
+    fn seller_to_buyer() -> Self {
+        DirectionRules {
+            remove_remote_content: true,
+            unwrap_external_links: true,
+            redact_contact_details: true,
+            filter_attachments: true,
+        }
+    }
+    fn buyer_to_seller() -> Self {
+        DirectionRules {
+            remove_remote_content: true,
+            unwrap_external_links: false,
+            redact_contact_details: false,
+            filter_attachments: false,
+        }
+    }
+}
+
+fn default_max_attachment_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig {
+            link_allowlist: Vec::new(),
+            max_attachment_bytes: default_max_attachment_bytes(),
+            seller_to_buyer: DirectionRules::seller_to_buyer(),
+            buyer_to_seller: DirectionRules::buyer_to_seller(),
+        }
+    }
+}
+
+impl ContentConfig {
+    /// The policy for mail written by `sender`.
+    pub fn policy(&self, sender: crate::store::Party) -> crate::content::ContentPolicy {
+        let r = match sender {
+            crate::store::Party::Seller => &self.seller_to_buyer,
+            crate::store::Party::Buyer => &self.buyer_to_seller,
+        };
+        crate::content::ContentPolicy {
+            remove_remote_content: r.remove_remote_content,
+            unwrap_external_links: r.unwrap_external_links,
+            redact_contact_details: r.redact_contact_details,
+            filter_attachments: r.filter_attachments,
+            link_allowlist: self.link_allowlist.clone(),
+            max_attachment_bytes: self.max_attachment_bytes,
+        }
+    }
 }
 
 /// Bounds on what one message may make the milter hold in memory.
@@ -258,6 +337,9 @@ impl Config {
         }
         if p.daily_limit_window_days == 0 || p.daily_limit_window_days > 366 {
             return Err("policy.daily_limit_window_days: must be between 1 and 366".into());
+        }
+        if let Some(d) = self.content.link_allowlist.iter().find(|d| !is_domain(&d.to_ascii_lowercase())) {
+            return Err(format!("content.link_allowlist: {d:?} is not a domain name"));
         }
         if self.relay.notice_name.trim().is_empty() || self.relay.notice_name.contains(['\r', '\n']) {
             return Err("relay.notice_name: must be a non-empty single line".into());

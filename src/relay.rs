@@ -179,6 +179,28 @@ impl Relay {
                 }
             },
         };
+        // The content policy of this direction, on what would be delivered.
+        let mut content = crate::content::Outcome::Unchanged;
+        let outcome = match outcome {
+            Outcome::Deliver(exemption) => {
+                let pairs: Vec<(String, String)> =
+                    msg.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+                match crate::content::apply(&pairs, msg.body, &self.config.content.policy(from), domain) {
+                    crate::content::Outcome::Refuse { code, xcode, text } => {
+                        Outcome::Refuse(Refusal::Content { code, xcode, text })
+                    }
+                    other => {
+                        content = other;
+                        Outcome::Deliver(exemption)
+                    }
+                }
+            }
+            other => other,
+        };
+        let removed = match &content {
+            crate::content::Outcome::Rewritten { removed, .. } => crate::store::Removed::from(removed),
+            _ => crate::store::Removed::default(),
+        };
         // The buyer messages this seller message answers.
         let answers: Vec<String> = refs
             .iter()
@@ -219,6 +241,7 @@ impl Relay {
             answers: &answers,
             relay_id: Some(&relay_id),
             token: token.as_deref(),
+            removed: removed.clone(),
         })?;
         let (pair_alias, link) = match recorded {
             Recorded::Done { pair_alias, link } => (pair_alias, link),
@@ -272,19 +295,32 @@ impl Relay {
                 relay_domain: domain,
             },
         );
-        let rewrite = Rewrite {
+        let mut rewrite = Rewrite {
             headers: edits,
             sender: Some(from_alias.bracketed()),
             delete_rcpts: msg.rcpts.to_vec(),
             add_rcpts: vec![rcpt_real.bracketed()],
             body: None,
         };
+        if let crate::content::Outcome::Rewritten { body, content_type, content_transfer_encoding, .. } = content {
+            rewrite.headers = crate::rewrite::order_edits(
+                rewrite
+                    .headers
+                    .into_iter()
+                    .chain(body_headers(msg.headers, &content_type, content_transfer_encoding.as_deref()))
+                    .collect(),
+            );
+            rewrite.body = Some(body);
+        }
         let delivered =
             assemble(&apply_edits(msg.headers, &rewrite.headers), rewrite.body.as_deref().unwrap_or(msg.body));
         self.archive.write(now, &archive_key, Copy::Delivered, &delivered).map_err(|e| store_io("archive", e))?;
-        let mut notes: Vec<&str> = exemption.iter().map(|e| e.reason()).collect();
+        let mut notes: Vec<String> = exemption.iter().map(|e| e.reason().to_string()).collect();
         if parsed.auto_submitted {
-            notes.push("auto-submitted");
+            notes.push("auto-submitted".into());
+        }
+        if removed != crate::store::Removed::default() {
+            notes.push(format!("removed {}", removed_summary(&removed)));
         }
         let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
         Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{notes}") })
@@ -317,6 +353,48 @@ impl Relay {
         };
         Ok(Verdict::Deliver { rewrite, summary: format!("delivery report replaced by a notice to {whom}") })
     }
+}
+
+/// The top-level header edits that describe a rebuilt body: `Content-Type`
+/// and `Content-Transfer-Encoding` replaced (or added, or deleted), and
+/// `MIME-Version` added if missing.
+fn body_headers(headers: &[RawHeader], content_type: &str, cte: Option<&str>) -> Vec<crate::rewrite::HeaderEdit> {
+    use crate::rewrite::HeaderEdit;
+    let count = |name: &str| headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).count() as i32;
+    let mut edits = Vec::new();
+    let mut set = |name: &str, value: Option<&str>| {
+        let n = count(name);
+        match value {
+            Some(v) if n > 0 => {
+                edits.push(HeaderEdit::Change { name: name.into(), index: 1, value: v.into() });
+                edits.extend((2..=n).map(|i| HeaderEdit::Delete { name: name.into(), index: i }));
+            }
+            Some(v) => edits.push(HeaderEdit::Add { name: name.into(), value: v.into() }),
+            None => edits.extend((1..=n).map(|i| HeaderEdit::Delete { name: name.into(), index: i })),
+        }
+    };
+    set("Content-Type", Some(content_type));
+    set("Content-Transfer-Encoding", cte);
+    if count("MIME-Version") == 0 {
+        edits.push(HeaderEdit::Add { name: "MIME-Version".into(), value: "1.0".into() });
+    }
+    edits
+}
+
+fn removed_summary(r: &crate::store::Removed) -> String {
+    let parts = [
+        (r.remote_resources, "remote resource"),
+        (r.links, "link"),
+        (r.emails, "email"),
+        (r.phones, "phone"),
+        (r.attachments, "attachment"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn direction(from: Party, seller: &Seller, buyer: &Buyer, pair_alias: &str) -> String {

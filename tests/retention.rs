@@ -57,6 +57,7 @@ async fn purge_removes_whole_days_older_than_retention() {
                 answers: &[],
                 relay_id: None,
                 token: None,
+                removed: Default::default(),
             })
             .unwrap();
         assert!(matches!(r, Recorded::Done { .. }));

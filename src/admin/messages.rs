@@ -53,6 +53,7 @@ pub fn record_view(r: &MessageRecord, relay_domain: &str) -> Value {
         "answered_at": r.answered_at.and_then(|t| jiff::Timestamp::from_second(t as i64).ok()).map(|t| t.to_string()),
         "no_response_needed": r.no_response_needed,
         "reported": r.reported,
+        "removed": r.removed,
     })
 }
 

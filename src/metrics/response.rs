@@ -82,6 +82,7 @@ mod tests {
             no_response_needed: false,
             reported: false,
             token: None,
+            removed: Default::default(),
         }
     }
 

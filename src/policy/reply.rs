@@ -25,6 +25,8 @@ pub enum Refusal {
     HeaderTooLarge,
     /// A message larger than `limits.max_message_bytes`.
     MessageTooBig,
+    /// The content policy cannot check the message safely (see `content`).
+    Content { code: &'static str, xcode: &'static str, text: String },
 }
 
 pub struct SmtpReply {
@@ -90,6 +92,7 @@ impl Refusal {
                 ("552", "5.3.4", lines(&["Message header too large: too many or too long header fields"]))
             }
             Refusal::MessageTooBig => ("552", "5.3.4", lines(&["Message too big for the relay"])),
+            Refusal::Content { code, xcode, text } => (*code, *xcode, vec![text.clone()]),
         };
         SmtpReply { code, xcode, lines }
     }
@@ -107,6 +110,7 @@ impl Refusal {
             Refusal::DailyLimit { .. } => "daily limit reached",
             Refusal::HeaderTooLarge => "header too large",
             Refusal::MessageTooBig => "message too big",
+            Refusal::Content { .. } => "content cannot be checked",
         }
     }
 }

@@ -298,6 +298,7 @@ mod tests {
             no_response_needed: false,
             reported: false,
             token: Some("t".into()),
+            removed: Default::default(),
         };
         let rcpt = Recipient::Command { mark: Mark::Reported, message: Box::new(message) };
         let s1 = from("sales@s1.example", None, Some(seller("S1", &["sales@s1.example"])));

@@ -154,6 +154,31 @@ pub struct MessageRecord {
     /// The buyer message's mail-client command token (`no-response-needed+TOKEN@…`).
     #[serde(default)]
     pub token: Option<String>,
+    /// What the content policy removed from the delivered copy.
+    #[serde(default)]
+    pub removed: Removed,
+}
+
+/// What the content policy removed, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub remote_resources: u32,
+    pub links: u32,
+    pub emails: u32,
+    pub phones: u32,
+    pub attachments: u32,
+}
+
+impl From<&crate::content::Removed> for Removed {
+    fn from(r: &crate::content::Removed) -> Self {
+        Removed {
+            remote_resources: r.remote_resources,
+            links: r.links,
+            emails: r.emails,
+            phones: r.phones,
+            attachments: r.attachments,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -217,6 +242,7 @@ pub struct NewMessage<'a> {
     /// recorded under another id fails with a conflict (tempfail, retried).
     pub relay_id: Option<&'a str>,
     pub token: Option<&'a str>,
+    pub removed: Removed,
 }
 
 /// Length of a command token: 24 characters of `[a-z0-9]` (≈124 bits).

@@ -492,6 +492,7 @@ impl Store for RedbStore {
                 }
                 None => None,
             },
+            removed: msg.removed.clone(),
         };
         put(&mut messages, &record.relay_id, &record)?;
         // A seller's (human) reply answers the buyer messages it names; the first reply counts.
@@ -685,6 +686,7 @@ mod tests {
             answers: &[],
             relay_id: None,
             token: None,
+            removed: Removed::default(),
         }
     }
 
