@@ -72,8 +72,11 @@ async fn buyer_to_seller_is_rewritten_to_the_pair_alias() {
         ],
     )
     .await;
+    conn.body("Hello, is it in stock?\r\n").await.unwrap();
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
+    // A clean message is not rebuilt: the cheap path sends no REPLACE_BODY.
+    assert!(!actions.actions.iter().any(|a| matches!(a, EomAction::ReplaceBody { .. })));
     assert!(actions.has_change_sender(b(&p.s1b1).as_str(), any()));
     assert!(actions.has_delete_recipient(b(&p.s1_alias).as_str()));
     assert!(actions.has_add_recipient("<cs@shop1.example>", any()));
