@@ -224,7 +224,72 @@ impl Relay {
             }
             _ => None,
         };
+        let pair_alias_local = self.store.pair_alias(&seller.id, &buyer.id)?;
+        let who = direction(from, seller, buyer, &pair_alias_local);
+        // What would be delivered, built before anything is recorded: the
+        // archive and the record become durable together, before the answer.
+        let rewrite = match &outcome {
+            Outcome::Deliver(_) => {
+                let pair_alias = self.alias(&pair_alias_local);
+                let seller_alias = self.alias(&seller.alias);
+                let recipient = from.other();
+                let translate = |list: &[String]| ids::translate(list, &refs, recipient, &seller.id, &buyer.id);
+                let (in_reply_to, references) = (translate(&parsed.in_reply_to), translate(&parsed.references));
+                let (from_name, from_alias, rcpt_alias, rcpt_name, rcpt_real) = match from {
+                    Party::Buyer => (
+                        buyer.name.as_deref(),
+                        &pair_alias,
+                        &seller_alias,
+                        Some(seller.name.as_str()),
+                        &seller.service_address,
+                    ),
+                    Party::Seller => {
+                        (Some(seller.name.as_str()), &seller_alias, &pair_alias, buyer.name.as_deref(), &buyer.email)
+                    }
+                };
+                let mut edits = headers::rewrite(
+                    msg.headers,
+                    &headers::Outgoing {
+                        from_name,
+                        from_alias,
+                        recipient_alias: rcpt_alias,
+                        recipient_name: rcpt_name,
+                        recipient: rcpt_real,
+                        message_id: &relay_id,
+                        in_reply_to: &in_reply_to,
+                        references: &references,
+                        relay_domain: domain,
+                    },
+                );
+                let mut body = None;
+                if let crate::content::Outcome::Rewritten {
+                    body: new, content_type, content_transfer_encoding, ..
+                } = content
+                {
+                    edits.extend(body_headers(msg.headers, &content_type, content_transfer_encoding.as_deref()));
+                    edits = crate::rewrite::order_edits(edits);
+                    body = Some(new);
+                }
+                Some(Rewrite {
+                    headers: edits,
+                    sender: Some(from_alias.bracketed()),
+                    delete_rcpts: msg.rcpts.to_vec(),
+                    add_rcpts: vec![rcpt_real.bracketed()],
+                    body,
+                })
+            }
+            _ => None,
+        };
         let archive_key = random_local(20);
+        let original = assemble(msg.headers, msg.body);
+        let delivered = rewrite
+            .as_ref()
+            .map(|rw| assemble(&apply_edits(msg.headers, &rw.headers), rw.body.as_deref().unwrap_or(msg.body)));
+        let mut copies: Vec<(Copy, &[u8])> = vec![(Copy::Original, &original)];
+        if let Some(d) = &delivered {
+            copies.push((Copy::Delivered, d));
+        }
+        self.archive.write(now, &archive_key, &copies).map_err(|e| store_io("archive", e))?;
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
             buyer: &buyer.id,
@@ -243,78 +308,26 @@ impl Relay {
             token: token.as_deref(),
             removed: removed.clone(),
         })?;
-        let (pair_alias, link) = match recorded {
-            Recorded::Done { pair_alias, link } => (pair_alias, link),
-            Recorded::OverLimit { .. } => {
-                let limit = allowance.map_or(0, |a| a.limit);
-                let refusal = Refusal::DailyLimit { limit, resets_in: limits::seconds_until_reset(now) };
-                return Ok(refuse(refusal, &direction(from, seller, buyer, "-")));
-            }
-        };
-        self.archive
-            .write(now, &archive_key, Copy::Original, &assemble(msg.headers, msg.body))
-            .map_err(|e| store_io("archive", e))?;
-        let who = direction(from, seller, buyer, &pair_alias);
-        let exemption = match outcome {
-            Outcome::Deliver(exemption) => exemption,
-            Outcome::Block => {
+        if let Recorded::OverLimit { .. } = recorded {
+            // Not counted, not recorded; the archived copy is purged with its day.
+            let limit = allowance.map_or(0, |a| a.limit);
+            let refusal = Refusal::DailyLimit { limit, resets_in: limits::seconds_until_reset(now) };
+            return Ok(refuse(refusal, &who));
+        }
+        let (exemption, rewrite) = match (outcome, rewrite) {
+            (Outcome::Deliver(exemption), Some(rewrite)) => (exemption, rewrite),
+            (Outcome::Block, _) => {
                 let marker = policy.critical_markers.first().cloned().unwrap_or_default();
                 return Ok(refuse(Refusal::OptedOut { marker }, &who));
             }
-            Outcome::Discard => {
+            (Outcome::Discard, _) => {
                 return Ok(Verdict::Discard {
                     summary: format!("{who}: discarded (buyer opted out, seller's notices off)"),
                 });
             }
-            Outcome::Refuse(refusal) => return Ok(refuse(refusal, &who)),
+            (Outcome::Refuse(refusal), _) => return Ok(refuse(refusal, &who)),
+            (Outcome::Deliver(_), None) => unreachable!("a delivered message has a rewrite"),
         };
-        let pair_alias = self.alias(&pair_alias);
-        let seller_alias = self.alias(&seller.alias);
-        let recipient = from.other();
-        let translate = |list: &[String]| ids::translate(list, &refs, recipient, &seller.id, &buyer.id);
-        let (in_reply_to, references) = (translate(&parsed.in_reply_to), translate(&parsed.references));
-        let (from_name, from_alias, rcpt_alias, rcpt_name, rcpt_real) = match from {
-            Party::Buyer => {
-                (buyer.name.as_deref(), &pair_alias, &seller_alias, Some(seller.name.as_str()), &seller.service_address)
-            }
-            Party::Seller => {
-                (Some(seller.name.as_str()), &seller_alias, &pair_alias, buyer.name.as_deref(), &buyer.email)
-            }
-        };
-        let edits = headers::rewrite(
-            msg.headers,
-            &headers::Outgoing {
-                from_name,
-                from_alias,
-                recipient_alias: rcpt_alias,
-                recipient_name: rcpt_name,
-                recipient: rcpt_real,
-                message_id: &link.relay_id,
-                in_reply_to: &in_reply_to,
-                references: &references,
-                relay_domain: domain,
-            },
-        );
-        let mut rewrite = Rewrite {
-            headers: edits,
-            sender: Some(from_alias.bracketed()),
-            delete_rcpts: msg.rcpts.to_vec(),
-            add_rcpts: vec![rcpt_real.bracketed()],
-            body: None,
-        };
-        if let crate::content::Outcome::Rewritten { body, content_type, content_transfer_encoding, .. } = content {
-            rewrite.headers = crate::rewrite::order_edits(
-                rewrite
-                    .headers
-                    .into_iter()
-                    .chain(body_headers(msg.headers, &content_type, content_transfer_encoding.as_deref()))
-                    .collect(),
-            );
-            rewrite.body = Some(body);
-        }
-        let delivered =
-            assemble(&apply_edits(msg.headers, &rewrite.headers), rewrite.body.as_deref().unwrap_or(msg.body));
-        self.archive.write(now, &archive_key, Copy::Delivered, &delivered).map_err(|e| store_io("archive", e))?;
         let mut notes: Vec<String> = exemption.iter().map(|e| e.reason().to_string()).collect();
         if parsed.auto_submitted {
             notes.push("auto-submitted".into());

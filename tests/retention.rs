@@ -61,7 +61,7 @@ async fn purge_removes_whole_days_older_than_retention() {
             })
             .unwrap();
         assert!(matches!(r, Recorded::Done { .. }));
-        archive.write(at, &key, Copy::Original, b"x").unwrap();
+        archive.write(at, &key, &[(Copy::Original, b"x")]).unwrap();
     }
     let st = ApiState {
         store: store.clone(),

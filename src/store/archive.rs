@@ -26,6 +26,7 @@ impl Copy {
 
 pub struct Archive {
     dir: PathBuf,
+    flush: super::group_sync::GroupSync,
 }
 
 /// `YYYY-MM-DD` of a unix time, the archive's day directory.
@@ -39,7 +40,7 @@ fn valid_key(key: &str) -> bool {
 
 impl Archive {
     pub fn new(dir: impl Into<PathBuf>) -> Archive {
-        Archive { dir: dir.into() }
+        Archive { dir: dir.into(), flush: Default::default() }
     }
 
     fn path(&self, at: u64, key: &str, copy: Copy) -> io::Result<PathBuf> {
@@ -49,17 +50,19 @@ impl Archive {
         Ok(self.dir.join(day_dir(at)).join(format!("{key}.{}", copy.suffix())))
     }
 
-    /// Writes one copy durably.
-    pub fn write(&self, at: u64, key: &str, copy: Copy, bytes: &[u8]) -> io::Result<()> {
-        let path = self.path(at, key, copy)?;
-        let dir = path.parent().expect("archive paths have a day directory");
-        fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{key}.{}.tmp", copy.suffix()));
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
+    /// Writes copies of one message and returns once they are durable.
+    /// Concurrent writers share one filesystem flush (group commit): the
+    /// files are renamed into place complete, then flushed together.
+    pub fn write(&self, at: u64, key: &str, copies: &[(Copy, &[u8])]) -> io::Result<()> {
+        for (copy, bytes) in copies {
+            let path = self.path(at, key, *copy)?;
+            let dir = path.parent().expect("archive paths have a day directory");
+            fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(".{key}.{}.tmp", copy.suffix()));
+            File::create(&tmp)?.write_all(bytes)?;
+            fs::rename(&tmp, &path)?;
+        }
+        self.flush.sync(|| super::group_sync::syncfs(&self.dir))
     }
 
     pub fn read(&self, at: u64, key: &str, copy: Copy) -> io::Result<Vec<u8>> {
@@ -113,11 +116,11 @@ mod tests {
         let a = Archive::new(dir.path());
         let day = 20_780 * 86_400; // 2026-11-23
         assert_eq!(day_dir(day), "2026-11-23");
-        a.write(day, "k1", Copy::Original, b"orig").unwrap();
-        a.write(day + 86_400, "k2", Copy::Delivered, b"deliv").unwrap();
+        a.write(day, "k1", &[(Copy::Original, b"orig")]).unwrap();
+        a.write(day + 86_400, "k2", &[(Copy::Delivered, b"deliv")]).unwrap();
         assert_eq!(a.read(day, "k1", Copy::Original).unwrap(), b"orig");
         assert!(a.read(day, "k1", Copy::Delivered).is_err());
-        assert!(a.write(day, "../evil", Copy::Original, b"x").is_err());
+        assert!(a.write(day, "../evil", &[(Copy::Original, b"x")]).is_err());
         assert_eq!(a.size(), 9);
         assert_eq!(a.purge_before("2026-11-24").unwrap(), 1);
         assert!(a.read(day, "k1", Copy::Original).is_err());

@@ -3,6 +3,7 @@
 //! PostgreSQL; the embedded default is redb.
 
 pub mod archive;
+pub mod group_sync;
 mod redb_store;
 
 pub use redb_store::RedbStore;
