@@ -56,6 +56,83 @@ fn original_key(seller: &str, buyer: &str, sender: Party, id: &str) -> String {
 
 pub struct RedbStore {
     db: Database,
+    batch: std::sync::Mutex<Batch>,
+    batch_done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Batch {
+    next_id: u64,
+    queue: Vec<(u64, OwnedMessage)>,
+    results: std::collections::HashMap<u64, Result<Recorded, StoreError>>,
+    leader: bool,
+}
+
+/// A `NewMessage` that can wait in the group-commit queue.
+struct OwnedMessage {
+    seller: String,
+    buyer: String,
+    sender: Party,
+    original_id: Option<String>,
+    relay_domain: String,
+    at: u64,
+    decision: Decision,
+    order: Option<String>,
+    subject: Option<String>,
+    allowance: Option<DailyAllowance>,
+    archive: Option<String>,
+    auto_submitted: bool,
+    answers: Vec<String>,
+    relay_id: Option<String>,
+    token: Option<String>,
+    removed: Removed,
+}
+
+impl From<&NewMessage<'_>> for OwnedMessage {
+    fn from(m: &NewMessage<'_>) -> Self {
+        let own = |s: Option<&str>| s.map(String::from);
+        OwnedMessage {
+            seller: m.seller.into(),
+            buyer: m.buyer.into(),
+            sender: m.sender,
+            original_id: own(m.original_id),
+            relay_domain: m.relay_domain.into(),
+            at: m.at,
+            decision: m.decision,
+            order: own(m.order),
+            subject: own(m.subject),
+            allowance: m.allowance,
+            archive: own(m.archive),
+            auto_submitted: m.auto_submitted,
+            answers: m.answers.to_vec(),
+            relay_id: own(m.relay_id),
+            token: own(m.token),
+            removed: m.removed.clone(),
+        }
+    }
+}
+
+impl OwnedMessage {
+    fn as_new(&self) -> NewMessage<'_> {
+        NewMessage {
+            seller: &self.seller,
+            buyer: &self.buyer,
+            sender: self.sender,
+            original_id: self.original_id.as_deref(),
+            relay_domain: &self.relay_domain,
+            at: self.at,
+            decision: self.decision,
+            order: self.order.as_deref(),
+            subject: self.subject.as_deref(),
+            allowance: self.allowance,
+            archive: self.archive.as_deref(),
+            auto_submitted: self.auto_submitted,
+            answers: &self.answers,
+            relay_id: self.relay_id.as_deref(),
+            token: self.token.as_deref(),
+            removed: self.removed.clone(),
+        }
+    }
 }
 
 fn backend(e: impl Into<redb::Error>) -> StoreError {
@@ -122,7 +199,7 @@ impl RedbStore {
             txn.open_table(t).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        Ok(RedbStore { db })
+        Ok(RedbStore { db, batch: Default::default(), batch_done: Default::default() })
     }
 
     fn read<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
@@ -180,6 +257,164 @@ impl RedbStore {
                 Err(StoreError::Conflict(format!("address {addr} is already approved for seller {owner:?}")))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+impl RedbStore {
+    /// Records one message in `txn`. A refusal (over limit, unknown party,
+    /// conflict) is decided before this message writes anything.
+    fn record_in(txn: &WriteTransaction, msg: &NewMessage<'_>) -> Result<Recorded, StoreError> {
+        let pair_alias = Self::ensure_pair(txn, msg.seller, msg.buyer)?;
+        let key = msg.original_id.map(|id| original_key(msg.seller, msg.buyer, msg.sender, id));
+        let known: Option<MessageLink> = {
+            let by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
+            match key.as_deref().map(|k| get_str(&by_original, k)).transpose()?.flatten() {
+                Some(relay_id) => get(&txn.open_table(MSG_BY_RELAY).map_err(backend)?, &relay_id)?,
+                None => None,
+            }
+        };
+        if let (None, Some(allowance), Decision::Delivered) = (&known, msg.allowance, msg.decision) {
+            // Counted at acceptance, exactly: write transactions are serialised.
+            let mut sent = txn.open_table(SELLER_DAY_SENT).map_err(backend)?;
+            let k = day_key(msg.seller, allowance.day);
+            let n = sent.get(k.as_str()).map_err(backend)?.map_or(0, |v| v.value());
+            if n >= allowance.limit {
+                // Nothing of this message is written; the batch goes on.
+                return Ok(Recorded::OverLimit { sent: n });
+            }
+            sent.insert(k.as_str(), n + 1).map_err(backend)?;
+        }
+        if let (Some(link), Some(wanted)) = (&known, msg.relay_id) {
+            if link.relay_id != wanted {
+                return Err(StoreError::Conflict(format!("message recorded concurrently as {}", link.relay_id)));
+            }
+        }
+        let link = match known {
+            Some(link) => link,
+            None => {
+                let link = MessageLink {
+                    relay_id: msg.relay_id.map_or_else(|| mint_message_id(msg.relay_domain), String::from),
+                    original_id: msg.original_id.map(String::from),
+                    seller: msg.seller.into(),
+                    buyer: msg.buyer.into(),
+                    sender: msg.sender,
+                    at: msg.at,
+                };
+                put(&mut txn.open_table(MSG_BY_RELAY).map_err(backend)?, &link.relay_id, &link)?;
+                if let Some(k) = &key {
+                    txn.open_table(MSG_BY_ORIGINAL)
+                        .map_err(backend)?
+                        .insert(k.as_str(), link.relay_id.as_str())
+                        .map_err(backend)?;
+                }
+                link
+            }
+        };
+        let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
+        let previous: Option<MessageRecord> = get(&messages, &link.relay_id)?;
+        let seq = match &previous {
+            Some(p) => p.seq,
+            None => {
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let next = meta.get("message_seq").map_err(backend)?.map_or(0, |v| v.value()) + 1;
+                meta.insert("message_seq", next).map_err(backend)?;
+                next
+            }
+        };
+        let record = MessageRecord {
+            seq,
+            relay_id: link.relay_id.clone(),
+            at: msg.at,
+            seller: msg.seller.into(),
+            buyer: msg.buyer.into(),
+            sender: msg.sender,
+            decision: msg.decision,
+            order: msg.order.map(String::from),
+            subject: msg.subject.map(String::from),
+            alias: pair_alias.clone(),
+            archive: msg.archive.map(String::from),
+            auto_submitted: msg.auto_submitted,
+            // What happened to the message since (a retry keeps it).
+            answered_at: previous.as_ref().and_then(|p| p.answered_at),
+            no_response_needed: previous.as_ref().is_some_and(|p| p.no_response_needed),
+            reported: previous.as_ref().is_some_and(|p| p.reported),
+            token: match previous.as_ref().and_then(|p| p.token.clone()) {
+                Some(t) => Some(t),
+                // Buyer messages get a token the seller's mail client can act on.
+                None if msg.sender == Party::Buyer && msg.decision == Decision::Delivered => {
+                    let token = msg.token.map_or_else(|| random_local(TOKEN_LEN), String::from);
+                    txn.open_table(TOKENS)
+                        .map_err(backend)?
+                        .insert(token.as_str(), link.relay_id.as_str())
+                        .map_err(backend)?;
+                    Some(token)
+                }
+                None => None,
+            },
+            removed: msg.removed.clone(),
+        };
+        put(&mut messages, &record.relay_id, &record)?;
+        // A seller's (human) reply answers the buyer messages it names; the first reply counts.
+        if msg.sender == Party::Seller && msg.decision == Decision::Delivered && !msg.auto_submitted {
+            for id in msg.answers {
+                if let Some(mut asked) = get::<MessageRecord>(&messages, id)? {
+                    let same_pair = asked.seller == msg.seller && asked.buyer == msg.buyer;
+                    if same_pair && asked.sender == Party::Buyer && asked.answered_at.is_none() {
+                        asked.answered_at = Some(msg.at);
+                        put(&mut messages, id, &asked)?;
+                    }
+                }
+            }
+        }
+        drop(messages);
+        Ok(Recorded::Done { pair_alias, link })
+    }
+
+    /// Group commit: concurrent callers queue their messages; one of them
+    /// records the whole queue in one write transaction with one fsync, and
+    /// hands each caller its own result. A store failure fails the batch (each
+    /// caller tempfails and Postfix retries); per-message refusals do not.
+    fn group_commit(&self, msg: OwnedMessage) -> Result<Recorded, StoreError> {
+        let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        let id = b.next_id;
+        b.next_id += 1;
+        b.queue.push((id, msg));
+        loop {
+            if let Some(r) = b.results.remove(&id) {
+                return r;
+            }
+            if b.leader {
+                b = self.batch_done.wait(b).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            b.leader = true;
+            let jobs = std::mem::take(&mut b.queue);
+            drop(b);
+            let results = self.commit_batch(&jobs);
+            b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+            b.leader = false;
+            b.results.extend(results);
+            self.batch_done.notify_all();
+        }
+    }
+
+    fn commit_batch(&self, jobs: &[(u64, OwnedMessage)]) -> Vec<(u64, Result<Recorded, StoreError>)> {
+        let run = || -> Result<Vec<(u64, Result<Recorded, StoreError>)>, StoreError> {
+            let txn = self.db.begin_write().map_err(backend)?;
+            let mut results = Vec::with_capacity(jobs.len());
+            for (id, job) in jobs {
+                match Self::record_in(&txn, &job.as_new()) {
+                    Err(e @ StoreError::Backend(_)) => return Err(e),
+                    r => results.push((*id, r)),
+                }
+            }
+            txn.commit().map_err(backend)?;
+            Ok(results)
+        };
+        match run() {
+            Ok(results) => results,
+            Err(e) => jobs.iter().map(|(id, _)| (*id, Err(StoreError::Backend(e.to_string())))).collect(),
         }
     }
 }
@@ -403,113 +638,7 @@ impl Store for RedbStore {
     }
 
     fn record_message(&self, msg: &NewMessage<'_>) -> Result<Recorded, StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
-        let pair_alias = Self::ensure_pair(&txn, msg.seller, msg.buyer)?;
-        let key = msg.original_id.map(|id| original_key(msg.seller, msg.buyer, msg.sender, id));
-        let known: Option<MessageLink> = {
-            let by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
-            match key.as_deref().map(|k| get_str(&by_original, k)).transpose()?.flatten() {
-                Some(relay_id) => get(&txn.open_table(MSG_BY_RELAY).map_err(backend)?, &relay_id)?,
-                None => None,
-            }
-        };
-        if let (None, Some(allowance), Decision::Delivered) = (&known, msg.allowance, msg.decision) {
-            // Counted at acceptance, exactly: write transactions are serialised.
-            let mut sent = txn.open_table(SELLER_DAY_SENT).map_err(backend)?;
-            let k = day_key(msg.seller, allowance.day);
-            let n = sent.get(k.as_str()).map_err(backend)?.map_or(0, |v| v.value());
-            if n >= allowance.limit {
-                drop(sent);
-                txn.abort().map_err(backend)?;
-                return Ok(Recorded::OverLimit { sent: n });
-            }
-            sent.insert(k.as_str(), n + 1).map_err(backend)?;
-        }
-        if let (Some(link), Some(wanted)) = (&known, msg.relay_id) {
-            if link.relay_id != wanted {
-                return Err(StoreError::Conflict(format!("message recorded concurrently as {}", link.relay_id)));
-            }
-        }
-        let link = match known {
-            Some(link) => link,
-            None => {
-                let link = MessageLink {
-                    relay_id: msg.relay_id.map_or_else(|| mint_message_id(msg.relay_domain), String::from),
-                    original_id: msg.original_id.map(String::from),
-                    seller: msg.seller.into(),
-                    buyer: msg.buyer.into(),
-                    sender: msg.sender,
-                    at: msg.at,
-                };
-                put(&mut txn.open_table(MSG_BY_RELAY).map_err(backend)?, &link.relay_id, &link)?;
-                if let Some(k) = &key {
-                    txn.open_table(MSG_BY_ORIGINAL)
-                        .map_err(backend)?
-                        .insert(k.as_str(), link.relay_id.as_str())
-                        .map_err(backend)?;
-                }
-                link
-            }
-        };
-        let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
-        let previous: Option<MessageRecord> = get(&messages, &link.relay_id)?;
-        let seq = match &previous {
-            Some(p) => p.seq,
-            None => {
-                let mut meta = txn.open_table(META).map_err(backend)?;
-                let next = meta.get("message_seq").map_err(backend)?.map_or(0, |v| v.value()) + 1;
-                meta.insert("message_seq", next).map_err(backend)?;
-                next
-            }
-        };
-        let record = MessageRecord {
-            seq,
-            relay_id: link.relay_id.clone(),
-            at: msg.at,
-            seller: msg.seller.into(),
-            buyer: msg.buyer.into(),
-            sender: msg.sender,
-            decision: msg.decision,
-            order: msg.order.map(String::from),
-            subject: msg.subject.map(String::from),
-            alias: pair_alias.clone(),
-            archive: msg.archive.map(String::from),
-            auto_submitted: msg.auto_submitted,
-            // What happened to the message since (a retry keeps it).
-            answered_at: previous.as_ref().and_then(|p| p.answered_at),
-            no_response_needed: previous.as_ref().is_some_and(|p| p.no_response_needed),
-            reported: previous.as_ref().is_some_and(|p| p.reported),
-            token: match previous.as_ref().and_then(|p| p.token.clone()) {
-                Some(t) => Some(t),
-                // Buyer messages get a token the seller's mail client can act on.
-                None if msg.sender == Party::Buyer && msg.decision == Decision::Delivered => {
-                    let token = msg.token.map_or_else(|| random_local(TOKEN_LEN), String::from);
-                    txn.open_table(TOKENS)
-                        .map_err(backend)?
-                        .insert(token.as_str(), link.relay_id.as_str())
-                        .map_err(backend)?;
-                    Some(token)
-                }
-                None => None,
-            },
-            removed: msg.removed.clone(),
-        };
-        put(&mut messages, &record.relay_id, &record)?;
-        // A seller's (human) reply answers the buyer messages it names; the first reply counts.
-        if msg.sender == Party::Seller && msg.decision == Decision::Delivered && !msg.auto_submitted {
-            for id in msg.answers {
-                if let Some(mut asked) = get::<MessageRecord>(&messages, id)? {
-                    let same_pair = asked.seller == msg.seller && asked.buyer == msg.buyer;
-                    if same_pair && asked.sender == Party::Buyer && asked.answered_at.is_none() {
-                        asked.answered_at = Some(msg.at);
-                        put(&mut messages, id, &asked)?;
-                    }
-                }
-            }
-        }
-        drop(messages);
-        txn.commit().map_err(backend)?;
-        Ok(Recorded::Done { pair_alias, link })
+        self.group_commit(OwnedMessage::from(msg))
     }
 
     fn message(&self, relay_id: &str) -> Result<Option<MessageRecord>, StoreError> {
@@ -749,5 +878,35 @@ mod tests {
         assert_eq!(store.orders_in_days("S1", 101, 129).unwrap(), 1);
         assert_eq!(store.orders_in_days("S1", 100, 130).unwrap(), 4);
         assert_eq!(store.orders_in_days("S2", 0, 999).unwrap(), 0);
+    }
+
+    #[test]
+    fn group_commit_keeps_each_message_its_own_result() {
+        let (_d, store) = fixture();
+        let store = std::sync::Arc::new(store);
+        let allowance = Some(DailyAllowance { day: 7, limit: 10 });
+        let threads: Vec<_> = (0..32)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let id = format!("m{i}@s");
+                    let msg = NewMessage { allowance, ..new_message(Party::Seller, Some(&id)) };
+                    store.record_message(&msg).unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<Recorded> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let done: Vec<&MessageLink> = results
+            .iter()
+            .filter_map(|r| match r {
+                Recorded::Done { link, .. } => Some(link),
+                Recorded::OverLimit { .. } => None,
+            })
+            .collect();
+        assert_eq!(done.len(), 10);
+        let ids: std::collections::HashSet<&str> = done.iter().map(|l| l.relay_id.as_str()).collect();
+        assert_eq!(ids.len(), 10);
+        assert_eq!(store.sent_on_day("S1", 7).unwrap(), 10);
+        assert_eq!(store.messages(&MessageFilter::default()).unwrap().len(), 10);
     }
 }
