@@ -240,6 +240,10 @@ fn nothing_to_strip_takes_the_cheap_path() {
     let odd = b"Content-Type: text/plain; charset=x-unknown\r\n\r\nYes.\r\n";
     let (h, b) = split(odd);
     assert_eq!(apply_with(&h, &b, &noop(), RELAY, &stripping()), Outcome::Unchanged);
+    // Nor one whose HTML only mentions a report (the quick check fires, the strip finds nothing).
+    let odd = b"Content-Type: text/html; charset=x-unknown\r\n\r\n<p>Report attached: no-response-needed</p>\r\n";
+    let (h, b) = split(odd);
+    assert_eq!(apply_with(&h, &b, &noop(), RELAY, &stripping()), Outcome::Unchanged);
     // A command address on another domain is none of the relay's business.
     let other = b"Content-Type: text/plain\r\n\r\n> report+abc@elsewhere.example\r\n";
     let (h, b) = split(other);
@@ -248,7 +252,8 @@ fn nothing_to_strip_takes_the_cheap_path() {
 
 #[test]
 fn a_forwarded_buyer_message_with_its_footer_goes() {
-    let inner = format!("Subject: Q\r\nContent-Type: text/plain\r\n\r\nQ?\r\n\r\n{}", footer(TOKEN).text());
+    let inner_footer = format!("Subject: Q\r\nContent-Type: text/plain\r\n\r\nQ?\r\n\r\n{}", footer(TOKEN).text());
+    let inner = &inner_footer;
     let raw = format!(
         "Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n\
          --m\r\nContent-Type: message/rfc822\r\n\r\n{inner}\r\n--m--\r\n"
@@ -258,6 +263,11 @@ fn a_forwarded_buyer_message_with_its_footer_goes() {
     assert_no_footer(&out, TOKEN);
     let text = decoded_texts(&out).join("\n");
     assert!(text.contains("See below.") && text.contains("it contains relay commands"), "{text}");
+    // One without a footer stays, even if it talks about reports.
+    let inner = "Subject: Q\r\nContent-Type: text/html\r\n\r\n<p>The report is attached.</p>\r\n";
+    let raw = raw.replace(inner_footer.as_str(), inner);
+    let (h, b) = split(raw.as_bytes());
+    assert_eq!(apply_with(&h, &b, &noop(), RELAY, &stripping()), Outcome::Unchanged);
 }
 
 /// How the seller's client may quote what the relay delivered.

@@ -132,6 +132,13 @@ pub(super) fn mentions(text: &str, relay: &str) -> bool {
     find_ci(text.as_bytes(), TRACE, 0).is_some() || has_command_address(text, relay)
 }
 
+/// The quick check for HTML, where an address may hide behind character
+/// references or percent-encoding: the command words themselves.
+pub(super) fn mentions_html(html: &str) -> bool {
+    let b = html.as_bytes();
+    [TRACE, b"no-response-needed", b"report"].iter().any(|w| find_ci(b, w, 0).is_some())
+}
+
 /// Whether `s` holds `no-response-needed+…@relay` or `report+…@relay`
 /// (any case; `+` also percent-encoded). `relay` is lower-case.
 pub(super) fn has_command_address(s: &str, relay: &str) -> bool {

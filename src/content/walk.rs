@@ -102,8 +102,25 @@ pub(super) fn apply(
 /// The quick check over every decoded text and HTML part, attached messages included.
 fn mentions_footer(msg: &Message<'_>, relay: &str) -> bool {
     msg.parts.iter().any(|p| match &p.body {
-        PartType::Text(t) | PartType::Html(t) => footer::mentions(t, relay),
+        PartType::Text(t) => footer::mentions(t, relay),
+        PartType::Html(t) => footer::mentions_html(t),
         PartType::Message(m) => mentions_footer(m, relay),
+        _ => false,
+    })
+}
+
+/// Whether stripping would change anything in `msg`, attached messages included.
+fn holds_footer(msg: &Message<'_>, relay: &str) -> bool {
+    msg.parts.iter().any(|p| match &p.body {
+        PartType::Text(t) => matches!(footer::strip_text(t, relay), Cow::Owned(_)),
+        PartType::Html(t) => {
+            footer::mentions_html(t)
+                && match footer::strip_html(t, relay) {
+                    Ok(found) => found.is_some(),
+                    Err(_) => footer::mentions(t, relay),
+                }
+        }
+        PartType::Message(m) => holds_footer(m, relay),
         _ => false,
     })
 }
@@ -241,7 +258,10 @@ impl<'p> Walker<'p> {
                 other => Node::Multipart { subtype: "mixed".into(), params: Vec::new(), children: vec![note, other] },
             };
         }
-        if self.changes == 0 && !self.force && !self.has_appendix() {
+        // Stripping alone rebuilds only what it changed: the quick check may
+        // have fired on a word.
+        let strip_only = self.policy.is_noop() && self.footer.is_none();
+        if self.changes == 0 && (!self.force || strip_only) && !self.has_appendix() {
             return Ok(None);
         }
         Ok(Some(root))
@@ -366,7 +386,7 @@ impl<'p> Walker<'p> {
             self.drop_part(name.or(Some("forwarded message")), "message/rfc822", &Reason::Type.to_string());
             return Ok(Decision::Drop);
         }
-        if self.strip && mentions_footer(inner, self.relay) {
+        if self.strip && holds_footer(inner, self.relay) {
             self.drop_part(name.or(Some("forwarded message")), "message/rfc822", "it contains relay commands");
             return Ok(Decision::Drop);
         }
@@ -544,7 +564,7 @@ impl<'p> Walker<'p> {
                 Node::Text { subtype, text, disposition, cid }
             }
             PartType::Html(t) => {
-                let source: Cow<'_, str> = if self.strip && footer::mentions(t, self.relay) {
+                let source: Cow<'_, str> = if self.strip && footer::mentions_html(t) {
                     match footer::strip_html(t, self.relay) {
                         Ok(None) => Cow::Borrowed(t.as_ref()),
                         Ok(Some(s)) => {
