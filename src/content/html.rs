@@ -73,7 +73,7 @@ const URL_ATTRS: &[&str] = &[
     "datasrc",
 ];
 /// Inline elements do not cut a run of visible text.
-const INLINE: &[&str] = &[
+pub(super) const INLINE: &[&str] = &[
     "a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em", "font", "i", "img", "ins",
     "kbd", "label", "mark", "nobr", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt",
     "u", "var", "wbr", "o:p",
@@ -406,7 +406,7 @@ fn mailto_relay_only(href: &str, relay_domain: &str) -> bool {
     addrs_ok && !query.contains('@')
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(b.len());

@@ -23,6 +23,15 @@
 //!   message body (forwarded messages and calendar parts included) is removed and
 //!   a one-line note in the text and HTML bodies names it and says why.
 //!
+//! # Command footer ([`apply_with`], DESIGN §2.6)
+//! Buyer → seller messages get a short footer with `mailto:` links to the
+//! relay command addresses `no-response-needed+TOKEN@relay` and
+//! `report+TOKEN@relay`, appended like the notes (after sanitizing, so the
+//! policy never touches it). It is marked with [`FOOTER_START`] and
+//! [`FOOTER_END`] (and, in HTML, `data-bsm-footer` and class `bsm-footer`),
+//! so that seller → buyer messages have every copy stripped again, quoted or
+//! not; see `footer.rs` for exactly what goes.
+//!
 //! # Bad input
 //! Nothing here panics on input, and nothing unsanitized passes:
 //! - **refused** with `552 5.3.4` — a message over 50 MiB ([`MAX_MESSAGE_BYTES`]);
@@ -43,6 +52,7 @@
 
 mod attachment;
 mod css;
+mod footer;
 mod html;
 mod phone;
 mod text;
@@ -50,6 +60,7 @@ mod url;
 mod walk;
 
 pub use crate::rewrite::contact::EMAIL_REMOVED;
+pub use footer::{Extras, FOOTER_END, FOOTER_START, Footer};
 pub use phone::PHONE_REMOVED;
 pub use url::LINK_REMOVED;
 
@@ -157,7 +168,10 @@ pub enum Outcome {
     /// Content-Transfer-Encoding headers (the milter applies them with
     /// CHANGE_HEADER/ADD_HEADER in the same end-of-message). A `None`
     /// transfer encoding means the message must have no such header (a
-    /// multipart): delete it if present.
+    /// multipart): delete it if present. When `content_type` is `multipart/*`
+    /// and the message has a top-level Content-Disposition, delete that too:
+    /// a message that was one attachment and got a footer text part is now a
+    /// `multipart/mixed`, which must not read as an attachment itself.
     Rewritten { body: Vec<u8>, content_type: String, content_transfer_encoding: Option<String>, removed: Removed },
     /// Refuse at end of message, e.g. `("554", "5.6.0", "...")`.
     Refuse { code: &'static str, xcode: &'static str, text: String },
@@ -168,7 +182,22 @@ pub enum Outcome {
 /// containing `"\n\t"` or `"\r\n\t"`); `body`: the raw body exactly as received
 /// (CRLF line ends, after the header/body separator).
 pub fn apply(headers: &[(String, String)], body: &[u8], policy: &ContentPolicy, relay_domain: &str) -> Outcome {
-    if policy.is_noop() {
+    apply_with(headers, body, policy, relay_domain, &Extras::default())
+}
+
+/// [`apply`], plus the command footer: added to the main text and HTML parts
+/// (a message with neither gets a text part; the message is always rebuilt),
+/// or stripped from every text and HTML part, quoted copies included. A
+/// message with no footer to strip takes the cheap path as before; stripping
+/// counts nothing in [`Removed`].
+pub fn apply_with(
+    headers: &[(String, String)],
+    body: &[u8],
+    policy: &ContentPolicy,
+    relay_domain: &str,
+    extras: &Extras,
+) -> Outcome {
+    if policy.is_noop() && extras.footer.is_none() && !extras.strip_footer {
         return Outcome::Unchanged;
     }
     if body.len() > MAX_MESSAGE_BYTES {
@@ -178,7 +207,7 @@ pub fn apply(headers: &[(String, String)], body: &[u8], policy: &ContentPolicy, 
             text: format!("Message too large for the content policy (limit {} MB)", MAX_MESSAGE_BYTES / (1024 * 1024)),
         };
     }
-    walk::apply(headers, body, policy, &relay_domain.to_ascii_lowercase())
+    walk::apply(headers, body, policy, &relay_domain.to_ascii_lowercase(), extras)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The MIME walk: decide every part, sanitize text, rebuild only on change.
 
 use super::attachment::{self, Reason};
+use super::footer::{self, Extras};
 use super::html::{self, HtmlPolicy, escape_text};
 use super::text::{Rules, scrub, unflow};
 use super::{ContentPolicy, MAX_DEPTH, MAX_PARTS, Outcome, Removed};
@@ -53,7 +54,13 @@ enum Node<'x> {
     Dropped,
 }
 
-pub(super) fn apply(headers: &[(String, String)], body: &[u8], policy: &ContentPolicy, relay: &str) -> Outcome {
+pub(super) fn apply(
+    headers: &[(String, String)],
+    body: &[u8],
+    policy: &ContentPolicy,
+    relay: &str,
+    extras: &Extras,
+) -> Outcome {
     let mut raw = Vec::with_capacity(body.len() + 256);
     // mail-parser wants at least one header; only the MIME ones matter here.
     raw.extend_from_slice(b"X-Bsm: 1\r\n");
@@ -71,7 +78,13 @@ pub(super) fn apply(headers: &[(String, String)], body: &[u8], policy: &ContentP
     let Some(msg) = MessageParser::new().parse(&raw) else {
         return refuse("The message could not be parsed");
     };
+    if policy.is_noop() && extras.footer.is_none() && !mentions_footer(&msg, relay) {
+        // Only stripping, and nothing to strip.
+        return Outcome::Unchanged;
+    }
     let mut w = Walker::new(policy, relay, 0);
+    w.strip = extras.strip_footer;
+    w.footer = extras.footer.as_ref().map(|f| (f.text(), f.html()));
     match w.run(&msg) {
         Err(Refusal(text)) => refuse(&text),
         Ok(None) => Outcome::Unchanged,
@@ -84,6 +97,32 @@ pub(super) fn apply(headers: &[(String, String)], body: &[u8], policy: &ContentP
             split_root(out, w.removed)
         }
     }
+}
+
+/// The quick check over every decoded text and HTML part, attached messages included.
+fn mentions_footer(msg: &Message<'_>, relay: &str) -> bool {
+    msg.parts.iter().any(|p| match &p.body {
+        PartType::Text(t) => footer::mentions(t, relay),
+        PartType::Html(t) => footer::mentions_html(t),
+        PartType::Message(m) => mentions_footer(m, relay),
+        _ => false,
+    })
+}
+
+/// Whether stripping would change anything in `msg`, attached messages included.
+fn holds_footer(msg: &Message<'_>, relay: &str) -> bool {
+    msg.parts.iter().any(|p| match &p.body {
+        PartType::Text(t) => matches!(footer::strip_text(t, relay), Cow::Owned(_)),
+        PartType::Html(t) => {
+            footer::mentions_html(t)
+                && match footer::strip_html(t, relay) {
+                    Ok(found) => found.is_some(),
+                    Err(_) => footer::mentions(t, relay),
+                }
+        }
+        PartType::Message(m) => holds_footer(m, relay),
+        _ => false,
+    })
 }
 
 fn refuse(text: &str) -> Outcome {
@@ -118,6 +157,10 @@ struct Walker<'p> {
     decisions: Vec<Option<Decision>>,
     removed: Removed,
     notes: Vec<String>,
+    /// The command footer to append (text, HTML).
+    footer: Option<(String, String)>,
+    /// Remove relay footers.
+    strip: bool,
     /// Rebuild even if the policy changes nothing: the input is not canonical
     /// (what a mail client would show may differ from what was checked).
     force: bool,
@@ -167,6 +210,8 @@ impl<'p> Walker<'p> {
             decisions: Vec::new(),
             removed: Removed::default(),
             notes: Vec::new(),
+            footer: None,
+            strip: false,
             force: false,
             changes: 0,
             cids: HashMap::new(),
@@ -177,7 +222,12 @@ impl<'p> Walker<'p> {
     /// `Ok(None)`: nothing to change.
     fn run<'x>(&mut self, msg: &'x Message<'x>) -> Result<Option<Node<'x>>, Refusal> {
         if msg.parts.is_empty() {
-            return Ok(None);
+            return Ok(self.footer.as_ref().map(|(text, _)| Node::Text {
+                subtype: "plain".into(),
+                text: Cow::Owned(text.clone()),
+                disposition: None,
+                cid: None,
+            }));
         }
         self.decisions = vec![None; msg.parts.len()];
         self.plan(msg, 0, self.depth_base)?;
@@ -192,10 +242,10 @@ impl<'p> Walker<'p> {
             .map(|&i| i as usize)
             .find(|&i| self.decisions[i] == Some(Decision::Body) && matches!(msg.parts[i].body, PartType::Html(_)));
         let mut root = self.build(msg, 0, main_text, main_html);
-        if !self.notes.is_empty() && main_text.is_none() && main_html.is_none() {
+        if self.has_appendix() && main_text.is_none() && main_html.is_none() {
             let note = Node::Text {
                 subtype: "plain".into(),
-                text: Cow::Owned(self.notes_text()),
+                text: Cow::Owned(self.appendix_text()),
                 disposition: None,
                 cid: None,
             };
@@ -208,7 +258,10 @@ impl<'p> Walker<'p> {
                 other => Node::Multipart { subtype: "mixed".into(), params: Vec::new(), children: vec![note, other] },
             };
         }
-        if self.changes == 0 && !self.force && self.notes.is_empty() {
+        // Stripping alone rebuilds only what it changed: the quick check may
+        // have fired on a word.
+        let strip_only = self.policy.is_noop() && self.footer.is_none();
+        if self.changes == 0 && (!self.force || strip_only) && !self.has_appendix() {
             return Ok(None);
         }
         Ok(Some(root))
@@ -333,6 +386,10 @@ impl<'p> Walker<'p> {
             self.drop_part(name.or(Some("forwarded message")), "message/rfc822", &Reason::Type.to_string());
             return Ok(Decision::Drop);
         }
+        if self.strip && holds_footer(inner, self.relay) {
+            self.drop_part(name.or(Some("forwarded message")), "message/rfc822", "it contains relay commands");
+            return Ok(Decision::Drop);
+        }
         let mut sub = Walker::new(self.policy, self.relay, depth + 1);
         match sub.run(inner)? {
             None => Ok(Decision::Keep),
@@ -384,6 +441,41 @@ impl<'p> Walker<'p> {
             s.push_str("</p>");
         }
         s
+    }
+
+    /// Notes or a footer go at the end of the main body parts.
+    fn has_appendix(&self) -> bool {
+        !self.notes.is_empty() || self.footer.is_some()
+    }
+
+    fn appendix_text(&self) -> String {
+        let mut s = self.notes_text();
+        if let Some((text, _)) = &self.footer {
+            if !s.is_empty() {
+                s.push_str("\r\n");
+            }
+            s.push_str(text);
+        }
+        s
+    }
+
+    fn appendix_html(&self) -> String {
+        let mut s = self.notes_html();
+        if let Some((_, html)) = &self.footer {
+            s.push_str(html);
+        }
+        s
+    }
+
+    /// `text` followed by a blank line and the appendix.
+    fn append_text<'x>(&self, text: Cow<'x, str>) -> Cow<'x, str> {
+        let mut s = text.into_owned();
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push_str("\r\n");
+        }
+        s.push_str("\r\n");
+        s.push_str(&self.appendix_text());
+        Cow::Owned(s)
     }
 
     fn build<'x>(
@@ -463,21 +555,28 @@ impl<'p> Walker<'p> {
                 } else {
                     Cow::Borrowed(t.as_ref())
                 };
+                let text = self.strip_owned(text);
                 let mut text = self.scrub_owned(text);
-                if main_text && !self.notes.is_empty() {
-                    let mut s = text.into_owned();
-                    if !s.is_empty() && !s.ends_with('\n') {
-                        s.push_str("\r\n");
-                    }
-                    s.push_str("\r\n");
-                    s.push_str(&self.notes_text());
-                    text = Cow::Owned(s);
+                if main_text && self.has_appendix() {
+                    text = self.append_text(text);
                 }
                 let subtype = if ty == "text" { sub.to_string() } else { "plain".into() };
                 Node::Text { subtype, text, disposition, cid }
             }
             PartType::Html(t) => {
-                let notes = (main_html && !self.notes.is_empty()).then(|| self.notes_html());
+                let source: Cow<'_, str> = if self.strip && footer::mentions_html(t) {
+                    match footer::strip_html(t, self.relay) {
+                        Ok(None) => Cow::Borrowed(t.as_ref()),
+                        Ok(Some(s)) => {
+                            self.changes += 1;
+                            Cow::Owned(s)
+                        }
+                        Err(_) => return self.html_as_text(t, main_html, disposition, cid),
+                    }
+                } else {
+                    Cow::Borrowed(t.as_ref())
+                };
+                let notes = (main_html && self.has_appendix()).then(|| self.appendix_html());
                 let policy = HtmlPolicy {
                     remote: self.policy.remove_remote_content,
                     links: self.policy.unwrap_external_links,
@@ -485,7 +584,7 @@ impl<'p> Walker<'p> {
                     cids: &self.cids,
                     notes: notes.as_deref(),
                 };
-                match html::sanitize(t, &policy) {
+                match html::sanitize(&source, &policy) {
                     Ok(s) => {
                         if s.changed {
                             self.changes += 1;
@@ -493,13 +592,7 @@ impl<'p> Walker<'p> {
                         self.removed.add(&s.removed);
                         Node::Text { subtype: "html".into(), text: Cow::Owned(s.html), disposition, cid }
                     }
-                    Err(_) => {
-                        // The tokenizer gave up: keep what a reader would see, as text.
-                        self.force = true;
-                        let plain = mail_parser::decoders::html::html_to_text(t);
-                        let text = self.scrub_owned(Cow::Owned(plain));
-                        Node::Text { subtype: "plain".into(), text, disposition, cid }
-                    }
+                    Err(_) => self.html_as_text(t, main_html, disposition, cid),
                 }
             }
             PartType::Binary(data) | PartType::InlineBinary(data) => {
@@ -527,6 +620,38 @@ impl<'p> Walker<'p> {
                 Node::Message { raw }
             }
             PartType::Multipart(_) => Node::Dropped,
+        }
+    }
+
+    /// The tokenizer gave up: keep what a reader would see, as text.
+    fn html_as_text<'x>(
+        &mut self,
+        html: &str,
+        main_html: bool,
+        disposition: Option<(String, Option<String>)>,
+        cid: Option<String>,
+    ) -> Node<'x> {
+        self.force = true;
+        let plain = mail_parser::decoders::html::html_to_text(html);
+        let text = self.strip_owned(Cow::Owned(plain));
+        let mut text = self.scrub_owned(text);
+        if main_html && self.has_appendix() {
+            text = self.append_text(text);
+        }
+        Node::Text { subtype: "plain".into(), text, disposition, cid }
+    }
+
+    /// Relay footers go; nothing is counted.
+    fn strip_owned<'x>(&mut self, text: Cow<'x, str>) -> Cow<'x, str> {
+        if !self.strip {
+            return text;
+        }
+        match footer::strip_text(&text, self.relay) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(s) => {
+                self.changes += 1;
+                Cow::Owned(s)
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use bsm_milter::content::{ContentPolicy, Outcome, apply};
+use bsm_milter::content::{ContentPolicy, Extras, Outcome, apply_with};
 use mail_parser::{MessageParser, PartType};
 
 pub const RELAY: &str = "m.example.com";
@@ -27,17 +27,25 @@ pub fn split(raw: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
 }
 
 /// The message the recipient gets: original headers with Content-Type and
-/// Content-Transfer-Encoding replaced, and the new body.
+/// Content-Transfer-Encoding replaced (and Content-Disposition deleted from a
+/// multipart), and the new body — as the milter does it.
 pub fn deliver(raw: &[u8], policy: &ContentPolicy) -> (Vec<u8>, Outcome) {
+    deliver_with(raw, policy, &Extras::default())
+}
+
+/// [`deliver`] with a footer to add or strip.
+pub fn deliver_with(raw: &[u8], policy: &ContentPolicy, extras: &Extras) -> (Vec<u8>, Outcome) {
     let (headers, body) = split(raw);
-    let outcome = apply(&headers, &body, policy, RELAY);
+    let outcome = apply_with(&headers, &body, policy, RELAY, extras);
     let out = match &outcome {
         Outcome::Unchanged => raw.to_vec(),
         Outcome::Rewritten { body, content_type, content_transfer_encoding, .. } => {
+            let multipart = content_type.to_ascii_lowercase().starts_with("multipart/");
             let mut m = Vec::new();
             for (n, v) in &headers {
                 let l = n.to_ascii_lowercase();
-                if l == "content-type" || l == "content-transfer-encoding" {
+                if l == "content-type" || l == "content-transfer-encoding" || (multipart && l == "content-disposition")
+                {
                     continue;
                 }
                 m.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
