@@ -179,13 +179,36 @@ impl Relay {
                 }
             },
         };
-        // The content policy of this direction, on what would be delivered.
+        // The ids the rewrite uses; a retry reuses what was recorded. A buyer
+        // message's token goes into its footer, so it is chosen first.
+        let previous = match parsed.message_id.as_deref() {
+            Some(id) => self.store.recorded(&seller.id, &buyer.id, from, id)?,
+            None => None,
+        };
+        let relay_id = previous.as_ref().map_or_else(|| mint_message_id(domain), |p| p.relay_id.clone());
+        let token = match (from, &outcome) {
+            (Party::Buyer, Outcome::Deliver(_)) => {
+                Some(previous.as_ref().and_then(|p| p.token.clone()).unwrap_or_else(|| random_local(TOKEN_LEN)))
+            }
+            _ => None,
+        };
+        // The content policy of this direction, on what would be delivered;
+        // buyer messages get the command footer, seller replies lose quoted ones.
         let mut content = crate::content::Outcome::Unchanged;
         let outcome = match outcome {
             Outcome::Deliver(exemption) => {
                 let pairs: Vec<(String, String)> =
                     msg.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
-                match crate::content::apply(&pairs, msg.body, &self.config.content.policy(from), domain) {
+                let extras = crate::content::Extras {
+                    footer: token.as_ref().map(|t| crate::content::Footer {
+                        token: t.clone(),
+                        relay_domain: domain.to_string(),
+                        relay_name: self.config.relay.notice_name.clone(),
+                    }),
+                    strip_footer: from == Party::Seller,
+                };
+                let policy = self.config.content.policy(from);
+                match crate::content::apply_with(&pairs, msg.body, &policy, domain, &extras) {
                     crate::content::Outcome::Refuse { code, xcode, text } => {
                         Outcome::Refuse(Refusal::Content { code, xcode, text })
                     }
@@ -211,18 +234,6 @@ impl Relay {
         let allowance = match from {
             Party::Seller => Some(self.allowance(&seller.id)?),
             Party::Buyer => None,
-        };
-        // The ids the rewrite uses; a retry reuses what was recorded.
-        let previous = match parsed.message_id.as_deref() {
-            Some(id) => self.store.recorded(&seller.id, &buyer.id, from, id)?,
-            None => None,
-        };
-        let relay_id = previous.as_ref().map_or_else(|| mint_message_id(domain), |p| p.relay_id.clone());
-        let token = match (from, &outcome) {
-            (Party::Buyer, Outcome::Deliver(_)) => {
-                Some(previous.as_ref().and_then(|p| p.token.clone()).unwrap_or_else(|| random_local(TOKEN_LEN)))
-            }
-            _ => None,
         };
         let pair_alias_local = self.store.pair_alias(&seller.id, &buyer.id)?;
         let who = direction(from, seller, buyer, &pair_alias_local);
@@ -388,6 +399,11 @@ fn body_headers(headers: &[RawHeader], content_type: &str, cte: Option<&str>) ->
     };
     set("Content-Type", Some(content_type));
     set("Content-Transfer-Encoding", cte);
+    // A message that was one attachment and became a multipart (a footer or a
+    // note was added) must not keep describing itself as the attachment.
+    if content_type.to_ascii_lowercase().starts_with("multipart/") {
+        set("Content-Disposition", None);
+    }
     if count("MIME-Version") == 0 {
         edits.push(HeaderEdit::Add { name: "MIME-Version".into(), value: "1.0".into() });
     }

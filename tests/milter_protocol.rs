@@ -75,8 +75,18 @@ async fn buyer_to_seller_is_rewritten_to_the_pair_alias() {
     conn.body("Hello, is it in stock?\r\n").await.unwrap();
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
-    // A clean message is not rebuilt: the cheap path sends no REPLACE_BODY.
-    assert!(!actions.actions.iter().any(|a| matches!(a, EomAction::ReplaceBody { .. })));
+    // Every buyer message carries the seller's command footer.
+    let body: Vec<u8> = actions
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            EomAction::ReplaceBody { chunk } => Some(chunk.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("Hello, is it in stock?") && body.contains("no-response-needed+"), "{body}");
     assert!(actions.has_change_sender(b(&p.s1b1).as_str(), any()));
     assert!(actions.has_delete_recipient(b(&p.s1_alias).as_str()));
     assert!(actions.has_add_recipient("<cs@shop1.example>", any()));
@@ -340,6 +350,28 @@ async fn oversized_messages_are_refused_with_552_and_not_kept() {
     conn.header("From", "bob@buyer.example").await.unwrap();
     conn.body(vec![b'a'; 1000]).await.unwrap();
     assert_eq!(conn.eom().await.unwrap().1, Status::Continue);
+    conn.close().await.unwrap();
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn clean_seller_mail_takes_the_cheap_path() {
+    let d = TestDaemon::start().await;
+    let p = d.parties().await;
+    let mut conn = open(&d).await;
+    conn.mail(["<sales@shop1.example>"]).await.unwrap();
+    conn.rcpt([b(&p.s1b1)]).await.unwrap();
+    conn.data().await.unwrap();
+    send_headers(
+        &mut conn,
+        &[("From", "sales@shop1.example"), ("Subject", "Shipping"), ("Content-Type", "text/plain")],
+    )
+    .await;
+    conn.body("Your parcel ships on Friday.\r\n").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    // Nothing to remove and no footer to strip: no REPLACE_BODY.
+    assert!(!actions.actions.iter().any(|a| matches!(a, EomAction::ReplaceBody { .. })), "{:?}", actions.actions);
     conn.close().await.unwrap();
     d.stop().await;
 }
