@@ -99,7 +99,7 @@ fn qp(b: &[u8]) -> Vec<u8> {
             col = 0;
             continue;
         }
-        let enc = if c == b'=' || c >= 0x7f || c < 0x20 { format!("={c:02X}").into_bytes() } else { vec![c] };
+        let enc = if c == b'=' || !(0x20..0x7f).contains(&c) { format!("={c:02X}").into_bytes() } else { vec![c] };
         if col + enc.len() > 20 {
             out.extend_from_slice(b"=\r\n");
             col = 0;
