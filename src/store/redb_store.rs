@@ -909,4 +909,21 @@ mod tests {
         assert_eq!(store.sent_on_day("S1", 7).unwrap(), 10);
         assert_eq!(store.messages(&MessageFilter::default()).unwrap().len(), 10);
     }
+
+    #[test]
+    fn the_first_human_reply_answers_a_buyer_message() {
+        let (_d, store) = fixture();
+        let asked = done(store.record_message(&new_message(Party::Buyer, Some("q@b"))).unwrap());
+        let answers = [asked.relay_id.clone()];
+        let reply = |id: &'static str, at: u64, auto: bool| {
+            let msg =
+                NewMessage { at, auto_submitted: auto, answers: &answers, ..new_message(Party::Seller, Some(id)) };
+            done(store.record_message(&msg).unwrap());
+        };
+        reply("auto@s", 50, true); // an out-of-office reply answers nothing
+        assert_eq!(store.message(&asked.relay_id).unwrap().unwrap().answered_at, None);
+        reply("r1@s", 100, false);
+        reply("r2@s", 200, false); // a second reply does not move the first answer
+        assert_eq!(store.message(&asked.relay_id).unwrap().unwrap().answered_at, Some(100));
+    }
 }
