@@ -883,6 +883,8 @@ struct Summary {
     rss_kb: u64,
     /// Rounds during which other work used >= 5 % of the machine.
     disturbed: usize,
+    /// Indexes of the rounds in which none of a, b, c was disturbed.
+    clean: Vec<usize>,
 }
 
 fn idx(k: Kind) -> usize {
@@ -1124,9 +1126,11 @@ fn main() {
             hwm_kb: 0,
             rss_kb: 0,
             disturbed: 0,
+            clean: vec![],
         };
         for round in 1..=args.rounds {
             let mut rates = [0.0; 3];
+            let mut triple_disturbed = false;
             for inst in &instances {
                 let r = run_round(
                     &ctx,
@@ -1141,6 +1145,7 @@ fn main() {
                 );
                 if r.cpu.other_pct >= 5.0 {
                     s.disturbed += 1;
+                    triple_disturbed = true;
                 }
                 print_round(&round.to_string(), &r);
                 rates[idx(r.kind)] = r.rate();
@@ -1153,6 +1158,9 @@ fn main() {
             }
             s.ca.push(rates[2] / rates[0]);
             s.cb.push(rates[2] / rates[1]);
+            if !triple_disturbed {
+                s.clean.push(round - 1);
+            }
         }
         s.hwm_kb = status_kb(bsm.pid(), "VmHWM");
         s.rss_kb = status_kb(bsm.pid(), "VmRSS");
@@ -1176,10 +1184,28 @@ fn main() {
         );
         if s.disturbed > 0 {
             println!(
-                "NOTE: {} of {} rounds ran while other work used >= 5% of the machine (other% column)",
+                "NOTE: {} of {} rounds ran while other work used >= 5% of the machine (other% column); \
+                 the figures above and the targets use every round",
                 s.disturbed,
                 3 * args.rounds
             );
+            let pick = |v: &[f64]| s.clean.iter().map(|&i| v[i]).collect::<Vec<_>>();
+            if s.clean.is_empty() {
+                println!("      no round (a, b, c) was undisturbed");
+            } else {
+                println!(
+                    "      the {} undisturbed round(s) {:?} alone: median msg/s a {:.1}, b {:.1}, c {:.1}; c/a {:.3}, c/b {:.3}; \
+                     bsm-milter {:.3} ms/msg",
+                    s.clean.len(),
+                    s.clean.iter().map(|i| i + 1).collect::<Vec<_>>(),
+                    median(&pick(&s.rates[0])),
+                    median(&pick(&s.rates[1])),
+                    median(&pick(&s.rates[2])),
+                    median(&pick(&s.ca)),
+                    median(&pick(&s.cb)),
+                    median(&pick(&s.bsm_cpu_ms))
+                );
+            }
         }
         println!(
             "bsm-milter memory so far: VmHWM {:.1} MiB, VmRSS {:.1} MiB",
