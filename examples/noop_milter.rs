@@ -1,0 +1,121 @@
+//! A milter that does nothing: the baseline (b) of `examples/e2e_bench.rs`.
+//!
+//!     noop_milter /path/to/milter.sock
+//!
+//! It is what bsm-milter would cost if its callbacks were free: the same library
+//! (indymilter 0.3), the same tokio multi-thread runtime, a unix socket (mode 0666),
+//! the same stages (MAIL, RCPT, DATA, header, body, end of message, abort: no
+//! connect/HELO callbacks, so indymilter negotiates those away) and the same
+//! negotiation as `src/milter/mod.rs`: the same actions requested, and
+//! NOREPLY_HEADER | NOREPLY_BODY. Callbacks only read their arguments (they sum the
+//! bytes of the message); end of message accepts the message unchanged.
+//! Stops on SIGTERM or SIGINT and removes its socket.
+
+use indymilter::{Actions, Callbacks, Context, EomContext, NegotiateContext, ProtoOpts, Status};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// What one connection has read of the current message.
+#[derive(Default)]
+struct Seen {
+    envelope: usize,
+    header_bytes: usize,
+    body_bytes: usize,
+}
+
+fn callbacks() -> Callbacks<Seen> {
+    Callbacks::new()
+        .on_negotiate(|cx: &mut NegotiateContext<Seen>, actions, opts| {
+            Box::pin(async move {
+                cx.requested_actions |= actions
+                    & (Actions::CHANGE_SENDER
+                        | Actions::ADD_RCPT
+                        | Actions::DELETE_RCPT
+                        | Actions::ADD_HEADER
+                        | Actions::CHANGE_HEADER
+                        | Actions::REPLACE_BODY);
+                cx.requested_opts |= opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY);
+                Status::Continue
+            })
+        })
+        .on_mail(|cx: &mut Context<Seen>, args| {
+            Box::pin(async move {
+                let seen = cx.data.get_or_insert_with(Seen::default);
+                *seen = Seen::default();
+                seen.envelope += args.iter().map(|a| a.to_bytes().len()).sum::<usize>();
+                Status::Continue
+            })
+        })
+        .on_rcpt(|cx: &mut Context<Seen>, args| {
+            Box::pin(async move {
+                if let Some(seen) = cx.data.as_mut() {
+                    seen.envelope += args.iter().map(|a| a.to_bytes().len()).sum::<usize>();
+                }
+                Status::Continue
+            })
+        })
+        .on_data(|_cx: &mut Context<Seen>| Box::pin(async { Status::Continue }))
+        .on_header(|cx: &mut Context<Seen>, name, value| {
+            Box::pin(async move {
+                if let Some(seen) = cx.data.as_mut() {
+                    seen.header_bytes += name.to_bytes().len() + value.to_bytes().len();
+                }
+                Status::Continue
+            })
+        })
+        .on_body(|cx: &mut Context<Seen>, chunk| {
+            Box::pin(async move {
+                if let Some(seen) = cx.data.as_mut() {
+                    seen.body_bytes += chunk.len();
+                }
+                Status::Continue
+            })
+        })
+        .on_eom(|cx: &mut EomContext<Seen>| {
+            Box::pin(async move {
+                if let Some(seen) = cx.data.as_mut() {
+                    std::hint::black_box((seen.envelope, seen.header_bytes, seen.body_bytes));
+                    *seen = Seen::default();
+                }
+                Status::Continue
+            })
+        })
+        .on_abort(|cx: &mut Context<Seen>| {
+            Box::pin(async move {
+                if let Some(seen) = cx.data.as_mut() {
+                    *seen = Seen::default();
+                }
+                Status::Continue
+            })
+        })
+}
+
+fn main() {
+    let Some(path) = std::env::args_os().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: noop_milter SOCKET_PATH");
+        std::process::exit(2);
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)
+            .unwrap_or_else(|e| panic!("noop_milter: cannot bind {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
+        let shutdown = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        let config = indymilter::Config { max_connections: 1000, ..Default::default() };
+        let result = indymilter::run(listener, callbacks(), config, shutdown).await;
+        let _ = std::fs::remove_file(&path);
+        if let Err(e) = result {
+            eprintln!("noop_milter: {e}");
+            std::process::exit(1);
+        }
+    });
+}
