@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::policy::optout::Exemption;
 use crate::policy::{Refusal, Target, check_from_header, limits, optout};
 use crate::rewrite::{RawHeader, Rewrite, apply_edits, assemble, headers, ids, notice};
-use crate::store::archive::{Archive, Copy};
+use crate::store::archive::Archive;
 use crate::store::{
     Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError, TOKEN_LEN,
 };
@@ -291,16 +291,11 @@ impl Relay {
             }
             _ => None,
         };
-        let archive_key = random_local(20);
         let original = assemble(msg.headers, msg.body);
         let delivered = rewrite
             .as_ref()
             .map(|rw| assemble(&apply_edits(msg.headers, &rw.headers), rw.body.as_deref().unwrap_or(msg.body)));
-        let mut copies: Vec<(Copy, &[u8])> = vec![(Copy::Original, &original)];
-        if let Some(d) = &delivered {
-            copies.push((Copy::Delivered, d));
-        }
-        self.archive.write(now, &archive_key, &copies).map_err(|e| store_io("archive", e))?;
+        let archived = self.archive.write(now, &original, delivered.as_deref()).map_err(|e| store_io("archive", e))?;
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
             buyer: &buyer.id,
@@ -312,7 +307,7 @@ impl Relay {
             order: order.map(|o| o.id.as_str()),
             subject: parsed.subject.as_deref(),
             allowance,
-            archive: Some(&archive_key),
+            archive: Some(archived),
             auto_submitted: parsed.auto_submitted,
             answers: &answers,
             relay_id: Some(&relay_id),

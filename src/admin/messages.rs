@@ -123,9 +123,8 @@ pub async fn show(State(st): State<ApiState>, Path(id): Path<String>) -> Result<
 }
 
 fn read_copy(st: &ApiState, r: &MessageRecord, copy: Copy) -> Result<Vec<u8>, ApiError> {
-    let key =
-        r.archive.as_deref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "message has no archived copy".into()))?;
-    st.archive.read(r.at, key, copy).map_err(|e| match e.kind() {
+    let location = r.archive.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "message has no archived copy".into()))?;
+    st.archive.read(r.at, &location, copy).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ApiError(
             StatusCode::NOT_FOUND,
             format!("no {copy:?} copy of message {} (was it delivered?)", r.relay_id).to_lowercase(),

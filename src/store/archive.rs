@@ -1,11 +1,18 @@
-//! Archived messages as files (DESIGN §2.5, §6): written to a temporary file,
-//! fsynced, renamed into place and the directory fsynced, so a message is
-//! either fully archived or absent. One directory per UTC day, which is also
-//! what retention purges.
+//! Archived messages (DESIGN §2.5, §6): one append-only segment file per UTC
+//! day (`YYYY-MM-DD.seg`), each message's copies appended and located by
+//! offset and length in its store record. Appending creates no file (the
+//! cost that dominated per-message files on ext4), and concurrent writers
+//! share one `fdatasync` (group commit). A crash mid-append leaves bytes no
+//! record points to: records are committed only after the flush.
+//! Retention removes whole days.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use super::group_sync::GroupSync;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Copy {
@@ -15,75 +22,116 @@ pub enum Copy {
     Delivered,
 }
 
-impl Copy {
-    fn suffix(self) -> &'static str {
-        match self {
-            Copy::Original => "original.eml",
-            Copy::Delivered => "delivered.eml",
-        }
-    }
+/// Where one copy lies in its day's segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Where a message's copies lie (the day is the day of the record's time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRef {
+    pub original: Span,
+    pub delivered: Option<Span>,
+}
+
+struct Segment {
+    file: File,
+    len: u64,
 }
 
 pub struct Archive {
     dir: PathBuf,
-    flush: super::group_sync::GroupSync,
+    segments: Mutex<HashMap<String, Segment>>,
+    flush: GroupSync,
 }
 
-/// `YYYY-MM-DD` of a unix time, the archive's day directory.
+/// `YYYY-MM-DD` of a unix time: the archive's day.
 pub fn day_dir(at: u64) -> String {
     jiff::Timestamp::from_second(at as i64).map_or_else(|_| "1970-01-01".into(), |t| t.strftime("%Y-%m-%d").to_string())
 }
 
-fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_alphanumeric())
+fn is_day(name: &str) -> Option<&str> {
+    let day = name.strip_suffix(".seg")?;
+    (day.len() == 10 && day.bytes().all(|b| b.is_ascii_digit() || b == b'-')).then_some(day)
 }
 
 impl Archive {
     pub fn new(dir: impl Into<PathBuf>) -> Archive {
-        Archive { dir: dir.into(), flush: Default::default() }
+        Archive { dir: dir.into(), segments: Mutex::new(HashMap::new()), flush: GroupSync::default() }
     }
 
-    fn path(&self, at: u64, key: &str, copy: Copy) -> io::Result<PathBuf> {
-        if !valid_key(key) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid archive key"));
-        }
-        Ok(self.dir.join(day_dir(at)).join(format!("{key}.{}", copy.suffix())))
+    fn path(&self, day: &str) -> PathBuf {
+        self.dir.join(format!("{day}.seg"))
     }
 
-    /// Writes copies of one message and returns once they are durable.
-    /// Concurrent writers share one filesystem flush (group commit): the
-    /// files are renamed into place complete, then flushed together.
-    pub fn write(&self, at: u64, key: &str, copies: &[(Copy, &[u8])]) -> io::Result<()> {
-        for (copy, bytes) in copies {
-            let path = self.path(at, key, *copy)?;
-            let dir = path.parent().expect("archive paths have a day directory");
-            fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".{key}.{}.tmp", copy.suffix()));
-            File::create(&tmp)?.write_all(bytes)?;
-            fs::rename(&tmp, &path)?;
-        }
-        self.flush.sync(|| super::group_sync::syncfs(&self.dir))
+    /// Appends a message's copies and returns once they are durable.
+    pub fn write(&self, at: u64, original: &[u8], delivered: Option<&[u8]>) -> io::Result<ArchiveRef> {
+        let day = day_dir(at);
+        let location = {
+            let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            if !segments.contains_key(&day) {
+                fs::create_dir_all(&self.dir)?;
+                let path = self.path(&day);
+                let created = !path.exists();
+                let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
+                if created {
+                    // The new name must survive a crash too.
+                    File::open(&self.dir)?.sync_all()?;
+                }
+                let len = file.metadata()?.len();
+                segments.insert(day.clone(), Segment { file, len });
+            }
+            let seg = segments.get_mut(&day).expect("inserted above");
+            let mut append = |bytes: &[u8]| -> io::Result<Span> {
+                let span = Span { offset: seg.len, len: bytes.len() as u64 };
+                seg.file.write_all(bytes)?;
+                seg.len += span.len;
+                Ok(span)
+            };
+            let original = append(original)?;
+            let delivered = delivered.map(&mut append).transpose()?;
+            ArchiveRef { original, delivered }
+        };
+        self.flush.sync(|| {
+            let segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            segments.values().try_for_each(|s| s.file.sync_data())
+        })?;
+        Ok(location)
     }
 
-    pub fn read(&self, at: u64, key: &str, copy: Copy) -> io::Result<Vec<u8>> {
-        fs::read(self.path(at, key, copy)?)
+    pub fn read(&self, at: u64, location: &ArchiveRef, copy: Copy) -> io::Result<Vec<u8>> {
+        let span = match copy {
+            Copy::Original => location.original,
+            Copy::Delivered => {
+                location.delivered.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no delivered copy"))?
+            }
+        };
+        let mut f = File::open(self.path(&day_dir(at)))?;
+        f.seek(SeekFrom::Start(span.offset))?;
+        let mut buf = vec![0; span.len as usize];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
     }
 
-    /// Removes every day directory before `cutoff_day` (`YYYY-MM-DD`); returns
-    /// how many files went.
+    /// Removes every day before `cutoff_day` (`YYYY-MM-DD`); returns how many
+    /// day segments went.
     pub fn purge_before(&self, cutoff_day: &str) -> io::Result<usize> {
-        let mut removed = 0;
+        let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        segments.retain(|day, _| day.as_str() >= cutoff_day);
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e),
         };
+        let mut removed = 0;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.len() == 10 && name.as_str() < cutoff_day && entry.file_type()?.is_dir() {
-                removed += fs::read_dir(entry.path())?.count();
-                fs::remove_dir_all(entry.path())?;
+            if is_day(&name).is_some_and(|d| d < cutoff_day) {
+                fs::remove_file(entry.path())?;
+                removed += 1;
             }
         }
         Ok(removed)
@@ -91,18 +139,12 @@ impl Archive {
 
     /// Bytes used by archived messages.
     pub fn size(&self) -> u64 {
-        fn walk(p: &Path) -> u64 {
-            fs::read_dir(p).map_or(0, |rd| {
-                rd.flatten()
-                    .map(|e| match e.file_type() {
-                        Ok(t) if t.is_dir() => walk(&e.path()),
-                        Ok(_) => e.metadata().map_or(0, |m| m.len()),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-        }
-        walk(&self.dir)
+        fs::read_dir(&self.dir).map_or(0, |rd| {
+            rd.flatten()
+                .filter(|e| is_day(&e.file_name().to_string_lossy()).is_some())
+                .map(|e| e.metadata().map_or(0, |m| m.len()))
+                .sum()
+        })
     }
 }
 
@@ -116,14 +158,41 @@ mod tests {
         let a = Archive::new(dir.path());
         let day = 20_780 * 86_400; // 2026-11-23
         assert_eq!(day_dir(day), "2026-11-23");
-        a.write(day, "k1", &[(Copy::Original, b"orig")]).unwrap();
-        a.write(day + 86_400, "k2", &[(Copy::Delivered, b"deliv")]).unwrap();
-        assert_eq!(a.read(day, "k1", Copy::Original).unwrap(), b"orig");
-        assert!(a.read(day, "k1", Copy::Delivered).is_err());
-        assert!(a.write(day, "../evil", &[(Copy::Original, b"x")]).is_err());
-        assert_eq!(a.size(), 9);
-        assert_eq!(a.purge_before("2026-11-24").unwrap(), 1);
-        assert!(a.read(day, "k1", Copy::Original).is_err());
-        assert_eq!(a.read(day + 86_400, "k2", Copy::Delivered).unwrap(), b"deliv");
+        let r1 = a.write(day, b"orig", Some(b"deliv")).unwrap();
+        let r2 = a.write(day + 86_400, b"second", None).unwrap();
+        let r3 = a.write(day + 5, b"third", None).unwrap();
+        assert_eq!(a.read(day, &r1, Copy::Original).unwrap(), b"orig");
+        assert_eq!(a.read(day, &r1, Copy::Delivered).unwrap(), b"deliv");
+        assert_eq!(a.read(day + 5, &r3, Copy::Original).unwrap(), b"third");
+        assert_eq!(a.read(day + 86_400, &r2, Copy::Delivered).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(a.size(), 20);
+        // A reopened archive appends after what is there.
+        let b = Archive::new(dir.path());
+        let r4 = b.write(day, b"fourth", None).unwrap();
+        assert_eq!(r4.original.offset, 14);
+        assert_eq!(b.read(day, &r1, Copy::Delivered).unwrap(), b"deliv");
+        assert_eq!(b.purge_before("2026-11-24").unwrap(), 1);
+        assert!(b.read(day, &r1, Copy::Original).is_err());
+        assert_eq!(b.read(day + 86_400, &r2, Copy::Original).unwrap(), b"second");
+    }
+
+    #[test]
+    fn concurrent_writers_each_find_their_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = std::sync::Arc::new(Archive::new(dir.path()));
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    let body = format!("message {i} ").repeat(100);
+                    let r = a.write(86_400, body.as_bytes(), None).unwrap();
+                    (body, r)
+                })
+            })
+            .collect();
+        for t in threads {
+            let (body, r) = t.join().unwrap();
+            assert_eq!(a.read(86_400, &r, Copy::Original).unwrap(), body.as_bytes());
+        }
     }
 }

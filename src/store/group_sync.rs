@@ -58,14 +58,6 @@ impl GroupSync {
     }
 }
 
-/// Flushes the whole filesystem that holds `dir` (data and directory entries).
-pub fn syncfs(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(dir)?;
-    // SAFETY: `f` is an open file descriptor for the duration of the call.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

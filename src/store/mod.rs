@@ -139,9 +139,9 @@ pub struct MessageRecord {
     /// Local part of the pair alias.
     #[serde(default)]
     pub alias: String,
-    /// Archive file key (files live under the day of `at`).
+    /// Where the archived copies lie (in the segment of the day of `at`).
     #[serde(default)]
-    pub archive: Option<String>,
+    pub archive: Option<archive::ArchiveRef>,
     /// An automatic message (`Auto-Submitted:`): never a response, never awaiting one.
     #[serde(default)]
     pub auto_submitted: bool,
@@ -234,7 +234,7 @@ pub struct NewMessage<'a> {
     pub subject: Option<&'a str>,
     /// For a seller's delivered message: counted against this allowance.
     pub allowance: Option<DailyAllowance>,
-    pub archive: Option<&'a str>,
+    pub archive: Option<archive::ArchiveRef>,
     pub auto_submitted: bool,
     /// Relay ids of the buyer messages this (seller) message answers.
     pub answers: &'a [String],
