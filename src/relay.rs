@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::optout::Exemption;
 use crate::policy::{Refusal, Target, check_from_header, limits, optout};
-use crate::rewrite::{RawHeader, Rewrite, apply_edits, assemble, headers, ids, notice};
+use crate::rewrite::{RawHeader, Rewrite, apply_edits, header_block, headers, ids, notice};
 use crate::store::archive::Archive;
 use crate::store::{
     Buyer, DailyAllowance, Decision, NewMessage, Party, Recorded, Seller, Store, StoreError, TOKEN_LEN,
@@ -291,11 +291,17 @@ impl Relay {
             }
             _ => None,
         };
-        let original = assemble(msg.headers, msg.body);
-        let delivered = rewrite
-            .as_ref()
-            .map(|rw| assemble(&apply_edits(msg.headers, &rw.headers), rw.body.as_deref().unwrap_or(msg.body)));
-        let archived = self.archive.write(now, &original, delivered.as_deref()).map_err(|e| store_io("archive", e))?;
+        // Each copy is written as header block + body, without copying the body.
+        let original_head = header_block(msg.headers);
+        let delivered_head = rewrite.as_ref().map(|rw| header_block(&apply_edits(msg.headers, &rw.headers)));
+        let delivered = match (&delivered_head, &rewrite) {
+            (Some(head), Some(rw)) => Some([head.as_slice(), rw.body.as_deref().unwrap_or(msg.body)]),
+            _ => None,
+        };
+        let archived = self
+            .archive
+            .write(now, &[&original_head, msg.body], delivered.as_ref().map(|d| d.as_slice()))
+            .map_err(|e| store_io("archive", e))?;
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
             buyer: &buyer.id,

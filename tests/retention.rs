@@ -39,7 +39,7 @@ async fn purge_removes_whole_days_older_than_retention() {
     let mut locations = Vec::new();
     for (i, age) in [(0, 31 * DAY), (1, 30 * DAY + DAY / 2), (2, 29 * DAY), (3, 0)] {
         let at = NOW - age;
-        let located = archive.write(at, b"x", None).unwrap();
+        let located = archive.write(at, &[b"x"], None).unwrap();
         locations.push((at, located));
 
         let id = format!("m{i}@b.example");

@@ -87,7 +87,14 @@ pub fn apply_edits(headers: &[RawHeader], edits: &[HeaderEdit]) -> Vec<RawHeader
 
 /// A whole message from milter headers and body (CRLF line ends).
 pub fn assemble(headers: &[RawHeader], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + headers.len() * 64 + 2);
+    let mut out = header_block(headers);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The header section of a message, blank line included (CRLF line ends).
+pub fn header_block(headers: &[RawHeader]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() * 64 + 2);
     for h in headers {
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
@@ -96,6 +103,5 @@ pub fn assemble(headers: &[RawHeader], body: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
     out
 }

@@ -66,8 +66,9 @@ impl Archive {
         self.dir.join(format!("{day}.seg"))
     }
 
-    /// Appends a message's copies and returns once they are durable.
-    pub fn write(&self, at: u64, original: &[u8], delivered: Option<&[u8]>) -> io::Result<ArchiveRef> {
+    /// Appends a message's copies and returns once they are durable. Each copy
+    /// is given in pieces (header block, body) so large bodies are not copied.
+    pub fn write(&self, at: u64, original: &[&[u8]], delivered: Option<&[&[u8]]>) -> io::Result<ArchiveRef> {
         let day = day_dir(at);
         let location = {
             let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,9 +85,11 @@ impl Archive {
                 segments.insert(day.clone(), Segment { file, len });
             }
             let seg = segments.get_mut(&day).expect("inserted above");
-            let mut append = |bytes: &[u8]| -> io::Result<Span> {
-                let span = Span { offset: seg.len, len: bytes.len() as u64 };
-                seg.file.write_all(bytes)?;
+            let mut append = |pieces: &[&[u8]]| -> io::Result<Span> {
+                let span = Span { offset: seg.len, len: pieces.iter().map(|p| p.len() as u64).sum() };
+                for p in pieces {
+                    seg.file.write_all(p)?;
+                }
                 seg.len += span.len;
                 Ok(span)
             };
@@ -158,9 +161,9 @@ mod tests {
         let a = Archive::new(dir.path());
         let day = 20_780 * 86_400; // 2026-11-23
         assert_eq!(day_dir(day), "2026-11-23");
-        let r1 = a.write(day, b"orig", Some(b"deliv")).unwrap();
-        let r2 = a.write(day + 86_400, b"second", None).unwrap();
-        let r3 = a.write(day + 5, b"third", None).unwrap();
+        let r1 = a.write(day, &[b"or", b"ig"], Some(&[b"deliv"])).unwrap();
+        let r2 = a.write(day + 86_400, &[b"second"], None).unwrap();
+        let r3 = a.write(day + 5, &[b"third"], None).unwrap();
         assert_eq!(a.read(day, &r1, Copy::Original).unwrap(), b"orig");
         assert_eq!(a.read(day, &r1, Copy::Delivered).unwrap(), b"deliv");
         assert_eq!(a.read(day + 5, &r3, Copy::Original).unwrap(), b"third");
@@ -168,7 +171,7 @@ mod tests {
         assert_eq!(a.size(), 20);
         // A reopened archive appends after what is there.
         let b = Archive::new(dir.path());
-        let r4 = b.write(day, b"fourth", None).unwrap();
+        let r4 = b.write(day, &[b"fourth"], None).unwrap();
         assert_eq!(r4.original.offset, 14);
         assert_eq!(b.read(day, &r1, Copy::Delivered).unwrap(), b"deliv");
         assert_eq!(b.purge_before("2026-11-24").unwrap(), 1);
@@ -185,7 +188,7 @@ mod tests {
                 let a = a.clone();
                 std::thread::spawn(move || {
                     let body = format!("message {i} ").repeat(100);
-                    let r = a.write(86_400, body.as_bytes(), None).unwrap();
+                    let r = a.write(86_400, &[body.as_bytes()], None).unwrap();
                     (body, r)
                 })
             })
