@@ -221,7 +221,7 @@ impl Relay {
             other => other,
         };
         let removed = match &content {
-            crate::content::Outcome::Rewritten { removed, .. } => crate::store::Removed::from(removed),
+            crate::content::Outcome::Rewritten { removed, .. } => removed.clone(),
             _ => crate::store::Removed::default(),
         };
         // The buyer messages this seller message answers.
@@ -344,8 +344,8 @@ impl Relay {
         if parsed.auto_submitted {
             notes.push("auto-submitted".into());
         }
-        if removed != crate::store::Removed::default() {
-            notes.push(format!("removed {}", removed_summary(&removed)));
+        if !removed.is_empty() {
+            notes.push(format!("removed {}", removed.summary()));
         }
         let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
         Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{notes}") })
@@ -409,22 +409,6 @@ fn body_headers(headers: &[RawHeader], content_type: &str, cte: Option<&str>) ->
         edits.push(HeaderEdit::Add { name: "MIME-Version".into(), value: "1.0".into() });
     }
     edits
-}
-
-fn removed_summary(r: &crate::store::Removed) -> String {
-    let parts = [
-        (r.remote_resources, "remote resource"),
-        (r.links, "link"),
-        (r.emails, "email"),
-        (r.phones, "phone"),
-        (r.attachments, "attachment"),
-    ];
-    parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn direction(from: Party, seller: &Seller, buyer: &Buyer, pair_alias: &str) -> String {

@@ -120,7 +120,7 @@ impl ContentPolicy {
 }
 
 /// What the policy removed, per kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Removed {
     pub remote_resources: u32,
     pub links: u32,

@@ -136,21 +136,10 @@ fn id_list(ids: &[String]) -> String {
 /// The header edits that turn the sender's headers into what the recipient sees.
 pub fn rewrite(headers: &[RawHeader], out: &Outgoing<'_>) -> Vec<HeaderEdit> {
     let mut edits = Vec::new();
-    let mut seen: Vec<(String, i32)> = Vec::new();
     let mut recipient_shown = false;
     let mut message_id_set = false;
-    for h in headers {
+    for (h, index) in super::indexed(headers) {
         let name = h.name.to_ascii_lowercase();
-        let index = match seen.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, i)) => {
-                *i += 1;
-                *i
-            }
-            None => {
-                seen.push((name.clone(), 1));
-                1
-            }
-        };
         let change = |value: String| HeaderEdit::Change { name: h.name.clone(), index, value };
         let delete = HeaderEdit::Delete { name: h.name.clone(), index };
         let edit = match kind(&name) {

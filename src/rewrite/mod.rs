@@ -41,6 +41,29 @@ pub struct Rewrite {
     pub body: Option<Vec<u8>>,
 }
 
+/// Each header with its 1-based index among the headers of the same name
+/// (case-insensitive), the milter protocol's way of naming a header.
+pub fn indexed(headers: &[RawHeader]) -> Vec<(&RawHeader, i32)> {
+    let mut seen: Vec<(String, i32)> = Vec::new();
+    headers
+        .iter()
+        .map(|h| {
+            let name = h.name.to_ascii_lowercase();
+            let index = match seen.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, i)) => {
+                    *i += 1;
+                    *i
+                }
+                None => {
+                    seen.push((name, 1));
+                    1
+                }
+            };
+            (h, index)
+        })
+        .collect()
+}
+
 /// Orders edits so that indexes stay valid whichever way the MTA renumbers:
 /// per name, changes first (ascending), then deletions from the highest index
 /// down; additions last.

@@ -74,22 +74,10 @@ pub fn split(message: &[u8]) -> (Vec<RawHeader>, Vec<u8>) {
 /// Replaces the whole message: every original header deleted, the notice's
 /// headers added, the body replaced.
 pub fn replace_message(original: &[RawHeader], notice: &[u8]) -> Rewrite {
-    let mut counts: Vec<(String, i32)> = Vec::new();
-    let mut edits = Vec::new();
-    for h in original {
-        let lc = h.name.to_ascii_lowercase();
-        let index = match counts.iter_mut().find(|(n, _)| *n == lc) {
-            Some((_, i)) => {
-                *i += 1;
-                *i
-            }
-            None => {
-                counts.push((lc, 1));
-                1
-            }
-        };
-        edits.push(HeaderEdit::Delete { name: h.name.clone(), index });
-    }
+    let mut edits: Vec<HeaderEdit> = super::indexed(original)
+        .into_iter()
+        .map(|(h, index)| HeaderEdit::Delete { name: h.name.clone(), index })
+        .collect();
     let (headers, body) = split(notice);
     edits.extend(headers.into_iter().map(|h| HeaderEdit::Add { name: h.name, value: h.value }));
     Rewrite { headers: super::order_edits(edits), body: Some(body), ..Rewrite::default() }

@@ -160,27 +160,8 @@ pub struct MessageRecord {
     pub removed: Removed,
 }
 
-/// What the content policy removed, by kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Removed {
-    pub remote_resources: u32,
-    pub links: u32,
-    pub emails: u32,
-    pub phones: u32,
-    pub attachments: u32,
-}
-
-impl From<&crate::content::Removed> for Removed {
-    fn from(r: &crate::content::Removed) -> Self {
-        Removed {
-            remote_resources: r.remote_resources,
-            links: r.links,
-            emails: r.emails,
-            phones: r.phones,
-            attachments: r.attachments,
-        }
-    }
-}
+/// What the content policy removed, by kind (recorded with the message).
+pub use crate::content::Removed;
 
 #[derive(Clone, Debug, Default)]
 pub struct MessageFilter {
