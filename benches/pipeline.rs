@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
         store: store.clone(),
         clock: Arc::new(SystemClock),
         ops: Arc::new(OpsMetrics::default()),
+        dkim: None,
     };
     let seller_to_buyer = Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B1".into() };
     let rcpts = vec![format!("<{pair}@m.example.com>")];

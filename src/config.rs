@@ -30,6 +30,18 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub content: ContentConfig,
+    /// DKIM signing of delivered mail; absent: no signing.
+    #[serde(default)]
+    pub dkim: Option<DkimConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    /// The selector: publish `<selector>._domainkey.<relay domain>` TXT.
+    pub selector: String,
+    /// PEM private key: Ed25519 (PKCS#8) or RSA (PKCS#8 or PKCS#1).
+    pub key_file: PathBuf,
 }
 
 /// The content policy (DESIGN §3), per direction.
@@ -337,6 +349,16 @@ impl Config {
         }
         if p.daily_limit_window_days == 0 || p.daily_limit_window_days > 366 {
             return Err("policy.daily_limit_window_days: must be between 1 and 366".into());
+        }
+        if let Some(d) = &self.dkim {
+            if d.selector.is_empty()
+                || !d
+                    .selector
+                    .split('.')
+                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            {
+                return Err(format!("dkim.selector: {:?} is not a DNS label", d.selector));
+            }
         }
         if let Some(d) = self.content.link_allowlist.iter().find(|d| !is_domain(&d.to_ascii_lowercase())) {
             return Err(format!("content.link_allowlist: {d:?} is not a domain name"));

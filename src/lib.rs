@@ -9,6 +9,7 @@ pub mod alias;
 pub mod clock;
 pub mod config;
 pub mod content;
+pub mod dkim;
 pub mod metrics;
 pub mod milter;
 pub mod policy;
@@ -42,6 +43,8 @@ pub enum ServeError {
     Bind { socket: Socket, source: std::io::Error },
     #[error("milter failed")]
     Milter(#[source] std::io::Error),
+    #[error("{0}")]
+    Dkim(String),
 }
 
 /// The configuration in force; swapped whole on reload, read as a snapshot.
@@ -91,11 +94,16 @@ pub struct Daemon {
     clock: Arc<dyn Clock>,
     milter: BoundListener,
     admin: BoundListener,
+    dkim: Option<Arc<dkim::Dkim>>,
 }
 
 impl Daemon {
     pub async fn bind(config: SharedConfig) -> Result<Daemon, ServeError> {
         let snap = config.snapshot();
+        let dkim = match &snap.dkim {
+            Some(d) => Some(Arc::new(dkim::Dkim::load(d, snap.relay.domain.as_str()).map_err(ServeError::Dkim)?)),
+            None => None,
+        };
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&snap.store.path)?);
         let milter = BoundListener::bind(&snap.milter.socket, snap.milter.socket_mode.0)
             .await
@@ -103,7 +111,7 @@ impl Daemon {
         let admin = BoundListener::bind(&snap.admin.socket, snap.admin.socket_mode.0)
             .await
             .map_err(|source| ServeError::Bind { socket: snap.admin.socket.clone(), source })?;
-        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin })
+        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin, dkim })
     }
 
     /// The milter's local address (useful with `inet:127.0.0.1:0` in tests).
@@ -123,7 +131,7 @@ impl Daemon {
     /// Serves until `shutdown` resolves; then stops accepting, lets messages in
     /// flight finish (up to 30 s), closes sessions and removes its sockets.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-        let Daemon { config, store, clock, milter, admin } = self;
+        let Daemon { config, store, clock, milter, admin, dkim } = self;
         let in_flight = Arc::new(InFlight::default());
         let source_config = config.clone();
         let source_store = store.clone();
@@ -138,6 +146,7 @@ impl Daemon {
             archive: source_archive.clone(),
             clock: clock.clone(),
             ops: source_ops.clone(),
+            dkim: dkim.clone(),
         });
         let gate = Gate::default();
         let milter_cleanup = milter.cleanup_path();

@@ -222,6 +222,9 @@ fn run(cli: Cli) -> Result<(), String> {
     let config = load(&cli.config)?;
     match cli.command {
         Command::CheckConfig => {
+            if let Some(d) = &config.dkim {
+                bsm_milter::dkim::Dkim::load(d, config.relay.domain.as_str())?;
+            }
             println!("{}: OK (relay domain {})", cli.config.display(), config.relay.domain);
             Ok(())
         }

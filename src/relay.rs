@@ -23,6 +23,8 @@ pub struct Relay {
     pub archive: Arc<Archive>,
     pub clock: Arc<dyn Clock>,
     pub ops: Arc<crate::metrics::ops::OpsMetrics>,
+    /// Signs everything delivered, when configured.
+    pub dkim: Option<Arc<crate::dkim::Dkim>>,
 }
 
 /// An accepted message at end of message.
@@ -293,7 +295,11 @@ impl Relay {
         };
         // Each copy is written as header block + body, without copying the body.
         let original_head = header_block(msg.headers);
-        let delivered_head = rewrite.as_ref().map(|rw| header_block(&apply_edits(msg.headers, &rw.headers)));
+        let mut rewrite = rewrite;
+        let delivered_head = match rewrite.as_mut() {
+            Some(rw) => Some(header_block(&self.sign(rw, msg)?)),
+            None => None,
+        };
         let delivered = match (&delivered_head, &rewrite) {
             (Some(head), Some(rw)) => Some([head.as_slice(), rw.body.as_deref().unwrap_or(msg.body)]),
             _ => None,
@@ -351,6 +357,20 @@ impl Relay {
         Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{notes}") })
     }
 
+    /// Adds the DKIM signature (if configured) to a rewrite; returns the
+    /// headers as delivered.
+    fn sign(&self, rw: &mut Rewrite, msg: &Incoming<'_>) -> Result<Vec<RawHeader>, StoreError> {
+        let mut delivered = apply_edits(msg.headers, &rw.headers);
+        if let Some(dkim) = &self.dkim {
+            let signature =
+                dkim.sign(&delivered, rw.body.as_deref().unwrap_or(msg.body)).map_err(StoreError::Backend)?;
+            rw.headers
+                .push(crate::rewrite::HeaderEdit::Add { name: signature.name.clone(), value: signature.value.clone() });
+            delivered.push(signature);
+        }
+        Ok(delivered)
+    }
+
     fn bounce(&self, to: Party, seller: &str, buyer: Option<&str>, msg: &Incoming<'_>) -> Result<Verdict, StoreError> {
         let Some((seller, buyer)) = self.parties(seller, buyer)? else {
             return Ok(refuse(Refusal::UnknownRecipient, "bounce to removed party"));
@@ -372,6 +392,7 @@ impl Relay {
         let mut rewrite = notice::replace_message(msg.headers, &built);
         rewrite.delete_rcpts = msg.rcpts.to_vec();
         rewrite.add_rcpts = vec![recipient.bracketed()];
+        self.sign(&mut rewrite, msg)?;
         let whom = match to {
             Party::Seller => format!("seller {}", seller.id),
             Party::Buyer => format!("buyer {}", buyer.map_or_else(String::new, |b| b.id)),
