@@ -20,6 +20,24 @@ fn check_config_accepts_the_sample_and_names_bad_keys() {
     let err = fails(&bad, &["check-config"]);
     assert!(err.contains("daily_limit_bse") && err.contains("line 4"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let dkim = dir.path().join("dkim.toml");
+    std::fs::write(
+        &dkim,
+        "[relay]\ndomain = \"m.example.com\"\n[dkim]\nselector = \"s1\"\nkey_file = \"/nonexistent/key.pem\"\n",
+    )
+    .unwrap();
+    let err = fails(&dkim, &["check-config"]);
+    assert!(err.contains("dkim.key_file") && err.contains("/nonexistent/key.pem"), "{err}");
+    std::fs::write(dir.path().join("junk.pem"), "not a key").unwrap();
+    std::fs::write(
+        &dkim,
+        format!(
+            "[relay]\ndomain = \"m.example.com\"\n[dkim]\nselector = \"s1\"\nkey_file = \"{}/junk.pem\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    assert!(fails(&dkim, &["check-config"]).contains("not a PEM private key"));
     let missing = fails(&dir.path().join("nope.toml"), &["check-config"]);
     assert!(missing.contains("nope.toml"), "{missing}");
 }
