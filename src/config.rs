@@ -33,6 +33,30 @@ pub struct Config {
     /// DKIM signing of delivered mail; absent: no signing.
     #[serde(default)]
     pub dkim: Option<DkimConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// How a seller's message must be authenticated before it is relayed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Empty: an approved address is enough (trust the network). `"sasl"`: the
+    /// message must be submitted with SMTP AUTH as a login mapped to the seller.
+    #[serde(default)]
+    pub methods: Vec<AuthMethod>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    Sasl,
+}
+
+impl AuthConfig {
+    pub fn requires_sasl(&self) -> bool {
+        self.methods.contains(&AuthMethod::Sasl)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -117,6 +117,10 @@ enum SellerCmd {
     Approve { id: String, address: String },
     /// Revoke an approved sending address.
     Revoke { id: String, address: String },
+    /// Let an SMTP AUTH login submit as this seller (with [auth] methods = ["sasl"]).
+    MapLogin { id: String, login: String },
+    /// Remove an SMTP AUTH login from this seller.
+    UnmapLogin { id: String, login: String },
     /// Change a seller's details.
     Set {
         id: String,
@@ -308,13 +312,14 @@ fn query(params: &[(&str, Option<String>)]) -> String {
 
 fn seller_text(v: &Value) -> String {
     format!(
-        "seller {}\n  name:               {}\n  alias:              {}\n  service address:    {}\n  approved addresses: {}\n  opt-out notices:    {}",
+        "seller {}\n  name:               {}\n  alias:              {}\n  service address:    {}\n  approved addresses: {}\n  opt-out notices:    {}\n  SMTP AUTH logins:   {}",
         s(v, "id"),
         s(v, "name"),
         s(v, "alias"),
         s(v, "service_address"),
         s(v, "approved_addresses"),
-        if v["opt_out_notices"] == json!(true) { "on" } else { "off" }
+        if v["opt_out_notices"] == json!(true) { "on" } else { "off" },
+        s(v, "logins")
     )
 }
 
@@ -344,6 +349,16 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
             }
             SellerCmd::Revoke { id, address } => {
                 let path = format!("/v1/sellers/{}/approved-addresses/{}", segment(&id), segment(&address));
+                let v = client.request(Method::DELETE, &path, None).await.map_err(err)?;
+                println!("{}", seller_text(&v));
+            }
+            SellerCmd::MapLogin { id, login } => {
+                let path = format!("/v1/sellers/{}/logins", segment(&id));
+                let v = client.request(Method::POST, &path, Some(json!({ "login": login }))).await.map_err(err)?;
+                println!("{}", seller_text(&v));
+            }
+            SellerCmd::UnmapLogin { id, login } => {
+                let path = format!("/v1/sellers/{}/logins/{}", segment(&id), segment(&login));
                 let v = client.request(Method::DELETE, &path, None).await.map_err(err)?;
                 println!("{}", seller_text(&v));
             }

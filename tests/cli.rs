@@ -78,6 +78,10 @@ fn admin_commands_round_trip_through_the_daemon() {
     assert_eq!(shown["alias"], alias);
     assert_eq!(shown["approved_addresses"].as_array().unwrap().len(), 2);
     ok(c, &["seller", "revoke", "S1", "support@shop1.example"]);
+    ok(c, &["seller", "map-login", "S1", "shop1-cs"]);
+    assert_eq!(json(&ok(c, &["seller", "show", "S1", "--json"]))["logins"], serde_json::json!(["shop1-cs"]));
+    ok(c, &["seller", "unmap-login", "S1", "shop1-cs"]);
+    assert_eq!(json(&ok(c, &["seller", "show", "S1", "--json"]))["logins"], serde_json::json!([]));
     assert!(ok(c, &["seller", "show", "S1"]).contains("Shop Uno"));
 
     let buyer = json(&ok(c, &["buyer", "add", "B1", "--email", "bob@buyer.example", "--name", "Bob", "--json"]));
@@ -142,6 +146,8 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
         (&["alias", "get", "--seller", "S1", "--buyer", "nobody"], "not found"),
         (&["alias", "lookup", "zzzzzzzzzzzzzzz@m.example.com"], "not found"),
         (&["seller", "set", "S1"], "nothing to change"),
+        (&["seller", "map-login", "S1", "has space"], "login"),
+        (&["seller", "unmap-login", "S1", "never-mapped"], "not found"),
     ];
     for (args, expect) in cases {
         let err = fails(c, args);

@@ -375,3 +375,38 @@ async fn clean_seller_mail_takes_the_cheap_path() {
     conn.close().await.unwrap();
     d.stop().await;
 }
+
+#[tokio::test]
+async fn with_sasl_required_sellers_must_log_in_with_a_mapped_login() {
+    let d =
+        TestDaemon::start_with("[auth]\nmethods = [\"sasl\"]\n", std::sync::Arc::new(bsm_milter::clock::SystemClock))
+            .await;
+    let p = d.parties().await;
+    let s = d.post("/v1/sellers/S1/logins", serde_json::json!({"login": "shop1-cs"})).await;
+    assert_eq!(s["logins"], serde_json::json!(["shop1-cs"]));
+    for (login, expect_ok) in [(None, false), (Some("someone-else"), false), (Some("shop1-cs"), true)] {
+        let mut conn = TestConnection::configure().open_tcp(d.milter).await.unwrap();
+        let mut macros = vec![("i", "Q")];
+        if let Some(l) = login {
+            macros.push(("{auth_authen}", l));
+        }
+        conn.macros(MacroStage::Mail, macros).await.unwrap();
+        conn.mail(["<sales@shop1.example>"]).await.unwrap();
+        let status = conn.rcpt([b(&p.s1b1)]).await.unwrap();
+        if expect_ok {
+            assert_eq!(status, Status::Continue, "{login:?}");
+        } else {
+            assert!(
+                reply_text(&status).starts_with("550-5.7.1 Seller mail must be submitted with SMTP authentication"),
+                "{login:?}: {status:?}"
+            );
+        }
+        conn.close().await.unwrap();
+    }
+    // Buyers are not asked to log in.
+    let mut conn = open(&d).await;
+    conn.mail(["<bob@buyer.example>"]).await.unwrap();
+    assert_eq!(conn.rcpt([b(&p.s1_alias)]).await.unwrap(), Status::Continue);
+    conn.close().await.unwrap();
+    d.stop().await;
+}

@@ -115,6 +115,9 @@ pub struct SellerView {
     pub service_address: String,
     pub approved_addresses: Vec<String>,
     pub opt_out_notices: bool,
+    /// SMTP AUTH logins that submit as this seller.
+    #[serde(default)]
+    pub logins: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -140,6 +143,7 @@ fn seller_view(state: &ApiState, s: Seller) -> SellerView {
         service_address: s.service_address.to_string(),
         approved_addresses: s.approved_addresses.iter().map(|a| a.to_string()).collect(),
         opt_out_notices: s.opt_out_notices,
+        logins: s.logins,
     }
 }
 
@@ -211,6 +215,31 @@ async fn approve(State(st): State<ApiState>, Path(id): Path<String>, body: Bytes
     let a: AddressIn = parse_json(&body)?;
     let addr = valid_address(&st, "address", &a.address)?;
     let s = blocking(&st, move |store| store.approve(&id, &addr)).await?;
+    Ok(Json(seller_view(&st, s)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginIn {
+    login: String,
+}
+
+fn valid_login(v: &str) -> Result<String, ApiError> {
+    if v.is_empty() || v.len() > 255 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::bad(format!("login: {v:?} is not an SMTP AUTH login (1-255 characters, no spaces)")));
+    }
+    Ok(v.to_string())
+}
+
+async fn map_login(State(st): State<ApiState>, Path(id): Path<String>, body: Bytes) -> ApiResult<SellerView> {
+    let l: LoginIn = parse_json(&body)?;
+    let login = valid_login(&l.login)?;
+    let s = blocking(&st, move |store| store.map_login(&id, &login)).await?;
+    Ok(Json(seller_view(&st, s)))
+}
+
+async fn unmap_login(State(st): State<ApiState>, Path((id, login)): Path<(String, String)>) -> ApiResult<SellerView> {
+    let s = blocking(&st, move |store| store.unmap_login(&id, &login)).await?;
     Ok(Json(seller_view(&st, s)))
 }
 
@@ -345,6 +374,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sellers/{id}", get(get_seller).patch(update_seller))
         .route("/v1/sellers/{id}/approved-addresses", post(approve))
         .route("/v1/sellers/{id}/approved-addresses/{address}", delete(revoke))
+        .route("/v1/sellers/{id}/logins", post(map_login))
+        .route("/v1/sellers/{id}/logins/{login}", delete(unmap_login))
         .route("/v1/buyers", post(add_buyer))
         .route("/v1/buyers/{id}", get(get_buyer))
         .route("/v1/buyers/{id}/opt-out", post(|State(st), Path(id)| set_opt_out(st, id, true)))

@@ -67,7 +67,8 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
             Box::pin(async move {
                 let conn = cx.data.get_or_insert_with(|| Connection { relay: source(), in_flight, message: None });
                 let from = args.first().map(|a| lossy(a)).unwrap_or_default();
-                match conn.begin(&from) {
+                let login = cx.macros.get(c"{auth_authen}").map(lossy).filter(|l| !l.is_empty());
+                match conn.begin(&from, login) {
                     Ok(()) => Status::Continue,
                     Err(e) => tempfail(&mut cx.reply, &queue_id(&cx.macros), "sender look-up", &e),
                 }

@@ -72,10 +72,10 @@ pub struct Message {
 }
 
 impl Connection {
-    pub fn begin(&mut self, mail_from: &str) -> Result<(), StoreError> {
+    pub fn begin(&mut self, mail_from: &str, login: Option<String>) -> Result<(), StoreError> {
         let guard = self.in_flight.enter();
         let (sender, sender_unparsable) = match parse_envelope(mail_from) {
-            Ok(addr) => (Sender::resolve(self.relay.store.as_ref(), addr)?, false),
+            Ok(addr) => (Sender::resolve(self.relay.store.as_ref(), addr, login)?, false),
             Err(_) => (Sender::default(), true),
         };
         self.message = Some(Message {
@@ -104,7 +104,7 @@ impl Connection {
         let decision = if msg.sender_unparsable && !matches!(recipient, Recipient::Outside) {
             Err(Refusal::UnknownRecipient)
         } else {
-            decide_rcpt(&msg.sender, &recipient)
+            decide_rcpt(&msg.sender, &recipient, self.relay.config.auth.requires_sasl())
         };
         let target = match decision.and_then(|t| admit(msg.target.as_ref(), &t).map(|()| t)) {
             Ok(t) => t,

@@ -25,6 +25,8 @@ pub enum Refusal {
     HeaderTooLarge,
     /// A message larger than `limits.max_message_bytes`.
     MessageTooBig,
+    /// A seller's message without the SMTP AUTH login the relay requires.
+    NotAuthenticated,
     /// The content policy cannot check the message safely (see `content`).
     Content { code: &'static str, xcode: &'static str, text: String },
 }
@@ -93,6 +95,14 @@ impl Refusal {
             }
             Refusal::MessageTooBig => ("552", "5.3.4", lines(&["Message too big for the relay"])),
             Refusal::Content { code, xcode, text } => (*code, *xcode, vec![text.clone()]),
+            Refusal::NotAuthenticated => (
+                "550",
+                "5.7.1",
+                lines(&[
+                    "Seller mail must be submitted with SMTP authentication:",
+                    "send through the relay's submission port with your seller login.",
+                ]),
+            ),
         };
         SmtpReply { code, xcode, lines }
     }
@@ -111,6 +121,7 @@ impl Refusal {
             Refusal::HeaderTooLarge => "header too large",
             Refusal::MessageTooBig => "message too big",
             Refusal::Content { .. } => "content cannot be checked",
+            Refusal::NotAuthenticated => "seller not authenticated",
         }
     }
 }

@@ -12,18 +12,26 @@ pub struct Sender {
     pub buyer: Option<Buyer>,
     /// The seller this address is approved for.
     pub seller: Option<Seller>,
+    /// The SMTP AUTH login the message was submitted with (`{auth_authen}`).
+    pub login: Option<String>,
 }
 
 impl Sender {
-    pub fn resolve(store: &dyn Store, address: Option<Address>) -> Result<Sender, StoreError> {
+    pub fn resolve(store: &dyn Store, address: Option<Address>, login: Option<String>) -> Result<Sender, StoreError> {
         let Some(addr) = address else {
-            return Ok(Sender::default());
+            return Ok(Sender { login, ..Sender::default() });
         };
         Ok(Sender {
             buyer: store.buyer_by_email(&addr)?,
             seller: store.seller_by_approved(&addr)?,
             address: Some(addr),
+            login,
         })
+    }
+
+    /// Whether the message was submitted with a login mapped to `seller`.
+    fn logged_in_as(&self, seller: &Seller) -> bool {
+        self.login.as_ref().is_some_and(|l| seller.logins.contains(l))
     }
 }
 
@@ -92,13 +100,18 @@ pub enum Target {
     Command { mark: Mark, relay_id: String, seller: String },
 }
 
-/// Decides one RCPT. Pure: every fact comes from the resolved sender and recipient.
-pub fn decide_rcpt(sender: &Sender, rcpt: &Recipient) -> Result<Target, Refusal> {
+/// Decides one RCPT. Pure: every fact comes from the resolved sender and
+/// recipient. With `require_sasl`, a seller acts only when logged in (SMTP
+/// AUTH) with one of its mapped logins.
+pub fn decide_rcpt(sender: &Sender, rcpt: &Recipient, require_sasl: bool) -> Result<Target, Refusal> {
     match rcpt {
         Recipient::Outside => Ok(Target::Outside),
         Recipient::Unknown => Err(Refusal::UnknownRecipient),
         // Only the message's seller may act on it; anyone else learns nothing.
         Recipient::Command { mark, message } => match &sender.seller {
+            Some(s) if s.id == message.seller && require_sasl && !sender.logged_in_as(s) => {
+                Err(Refusal::NotAuthenticated)
+            }
             Some(s) if s.id == message.seller => {
                 Ok(Target::Command { mark: *mark, relay_id: message.relay_id.clone(), seller: s.id.clone() })
             }
@@ -124,6 +137,9 @@ pub fn decide_rcpt(sender: &Sender, rcpt: &Recipient) -> Result<Target, Refusal>
                 });
             };
             match &sender.seller {
+                Some(s) if s.id == seller.id && require_sasl && !sender.logged_in_as(s) => {
+                    Err(Refusal::NotAuthenticated)
+                }
                 Some(s) if s.id == seller.id => {
                     Ok(Target::Conversation { from: Party::Seller, seller: seller.id.clone(), buyer: buyer.id.clone() })
                 }
@@ -174,6 +190,7 @@ mod tests {
             approved_addresses: approved.iter().map(|a| addr(a)).collect(),
             alias: format!("{:0>15}", id.to_lowercase()),
             opt_out_notices: true,
+            logins: vec![format!("{}-login", id.to_lowercase())],
         }
     }
 
@@ -182,7 +199,28 @@ mod tests {
     }
 
     fn from(address: &str, buyer: Option<Buyer>, seller: Option<Seller>) -> Sender {
-        Sender { address: Some(addr(address)), buyer, seller }
+        Sender { address: Some(addr(address)), buyer, seller, login: None }
+    }
+
+    fn decide_rcpt_t(sender: &Sender, rcpt: &Recipient) -> Result<Target, Refusal> {
+        decide_rcpt(sender, rcpt, false)
+    }
+
+    #[test]
+    fn with_sasl_required_a_seller_must_be_logged_in_as_itself() {
+        let s1 = seller("S1", &["sales@s1.example"]);
+        let mut sender = from("sales@s1.example", None, Some(s1));
+        assert_eq!(decide_rcpt(&sender, &pair(), true), Err(Refusal::NotAuthenticated));
+        sender.login = Some("s2-login".into());
+        assert_eq!(decide_rcpt(&sender, &pair(), true), Err(Refusal::NotAuthenticated));
+        sender.login = Some("s1-login".into());
+        assert!(decide_rcpt(&sender, &pair(), true).is_ok());
+        // Not required: the approved address is enough.
+        sender.login = None;
+        assert!(decide_rcpt(&sender, &pair(), false).is_ok());
+        // Buyers are never asked to log in.
+        let b = from("bob@b.example", Some(buyer("B1", "bob@b.example")), None);
+        assert!(decide_rcpt(&b, &Recipient::SellerAlias(seller("S1", &[])), true).is_ok());
     }
 
     fn pair() -> Recipient {
@@ -193,7 +231,7 @@ mod tests {
     fn registered_buyer_writes_to_seller_alias() {
         let s = from("bob@b.example", Some(buyer("B1", "bob@b.example")), None);
         assert_eq!(
-            decide_rcpt(&s, &Recipient::SellerAlias(seller("S1", &[]))),
+            decide_rcpt_t(&s, &Recipient::SellerAlias(seller("S1", &[]))),
             Ok(Target::Conversation { from: Party::Buyer, seller: "S1".into(), buyer: "B1".into() })
         );
     }
@@ -202,7 +240,7 @@ mod tests {
     fn approved_seller_writes_to_own_pair_alias() {
         let s = from("sales@s1.example", None, Some(seller("S1", &["sales@s1.example"])));
         assert_eq!(
-            decide_rcpt(&s, &pair()),
+            decide_rcpt_t(&s, &pair()),
             Ok(Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B1".into() })
         );
     }
@@ -210,13 +248,16 @@ mod tests {
     #[test]
     fn strangers_and_unknown_aliases_get_the_same_refusal() {
         let stranger = from("eve@evil.example", None, None);
-        assert_eq!(decide_rcpt(&stranger, &pair()), Err(Refusal::UnknownRecipient));
-        assert_eq!(decide_rcpt(&stranger, &Recipient::SellerAlias(seller("S1", &[]))), Err(Refusal::UnknownRecipient));
-        assert_eq!(decide_rcpt(&stranger, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
+        assert_eq!(decide_rcpt_t(&stranger, &pair()), Err(Refusal::UnknownRecipient));
+        assert_eq!(
+            decide_rcpt_t(&stranger, &Recipient::SellerAlias(seller("S1", &[]))),
+            Err(Refusal::UnknownRecipient)
+        );
+        assert_eq!(decide_rcpt_t(&stranger, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
         let buyer_b1 = from("bob@b.example", Some(buyer("B1", "bob@b.example")), None);
-        assert_eq!(decide_rcpt(&buyer_b1, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
+        assert_eq!(decide_rcpt_t(&buyer_b1, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
         // A buyer has no business writing to a pair alias either.
-        assert_eq!(decide_rcpt(&buyer_b1, &pair()), Err(Refusal::UnknownRecipient));
+        assert_eq!(decide_rcpt_t(&buyer_b1, &pair()), Err(Refusal::UnknownRecipient));
         assert_eq!(Refusal::UnknownRecipient.reply().code, "550");
         assert_eq!(Refusal::UnknownRecipient.reply().xcode, "5.1.1");
     }
@@ -224,11 +265,11 @@ mod tests {
     #[test]
     fn recognisable_sellers_are_told_why() {
         let unapproved_same_domain = from("intern@s1.example", None, None);
-        assert_eq!(decide_rcpt(&unapproved_same_domain, &pair()), Err(Refusal::UnapprovedSellerAddress));
+        assert_eq!(decide_rcpt_t(&unapproved_same_domain, &pair()), Err(Refusal::UnapprovedSellerAddress));
         let other_seller = from("sales@s2.example", None, Some(seller("S2", &["sales@s2.example"])));
-        assert_eq!(decide_rcpt(&other_seller, &pair()), Err(Refusal::OtherSellersBuyer));
+        assert_eq!(decide_rcpt_t(&other_seller, &pair()), Err(Refusal::OtherSellersBuyer));
         assert_eq!(
-            decide_rcpt(&other_seller, &Recipient::SellerAlias(seller("S1", &[]))),
+            decide_rcpt_t(&other_seller, &Recipient::SellerAlias(seller("S1", &[]))),
             Err(Refusal::SellerToSeller)
         );
         for r in [Refusal::UnapprovedSellerAddress, Refusal::OtherSellersBuyer, Refusal::SellerToSeller] {
@@ -240,14 +281,14 @@ mod tests {
     fn null_sender_to_an_alias_is_a_bounce() {
         let dsn = Sender::default();
         assert_eq!(
-            decide_rcpt(&dsn, &Recipient::SellerAlias(seller("S1", &[]))),
+            decide_rcpt_t(&dsn, &Recipient::SellerAlias(seller("S1", &[]))),
             Ok(Target::Bounce { to: Party::Seller, seller: "S1".into(), buyer: None })
         );
         assert_eq!(
-            decide_rcpt(&dsn, &pair()),
+            decide_rcpt_t(&dsn, &pair()),
             Ok(Target::Bounce { to: Party::Buyer, seller: "S1".into(), buyer: Some("B1".into()) })
         );
-        assert_eq!(decide_rcpt(&dsn, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
+        assert_eq!(decide_rcpt_t(&dsn, &Recipient::Unknown), Err(Refusal::UnknownRecipient));
     }
 
     #[test]
@@ -303,13 +344,13 @@ mod tests {
         let rcpt = Recipient::Command { mark: Mark::Reported, message: Box::new(message) };
         let s1 = from("sales@s1.example", None, Some(seller("S1", &["sales@s1.example"])));
         assert_eq!(
-            decide_rcpt(&s1, &rcpt),
+            decide_rcpt_t(&s1, &rcpt),
             Ok(Target::Command { mark: Mark::Reported, relay_id: "r1@m.example.com".into(), seller: "S1".into() })
         );
         let s2 = from("sales@s2.example", None, Some(seller("S2", &["sales@s2.example"])));
-        assert_eq!(decide_rcpt(&s2, &rcpt), Err(Refusal::UnknownRecipient));
+        assert_eq!(decide_rcpt_t(&s2, &rcpt), Err(Refusal::UnknownRecipient));
         assert_eq!(
-            decide_rcpt(&from("bob@b.example", Some(buyer("B1", "bob@b.example")), None), &rcpt),
+            decide_rcpt_t(&from("bob@b.example", Some(buyer("B1", "bob@b.example")), None), &rcpt),
             Err(Refusal::UnknownRecipient)
         );
         assert_eq!(command("no-response-needed+abc"), Some((Mark::NoResponseNeeded, "abc")));

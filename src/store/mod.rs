@@ -20,6 +20,9 @@ pub struct Seller {
     /// Local part of the seller's own alias on the relay domain.
     pub alias: String,
     pub opt_out_notices: bool,
+    /// SMTP AUTH logins that submit as this seller (Postfix `{auth_authen}`).
+    #[serde(default)]
+    pub logins: Vec<String>,
 }
 
 impl Seller {
@@ -274,6 +277,9 @@ pub trait Store: Send + Sync + 'static {
     fn sellers(&self) -> Result<Vec<Seller>, StoreError>;
     /// The seller that approved this sending address, if any.
     fn seller_by_approved(&self, addr: &Address) -> Result<Option<Seller>, StoreError>;
+    /// Maps an SMTP AUTH login to a seller (a login belongs to one seller).
+    fn map_login(&self, id: &str, login: &str) -> Result<Seller, StoreError>;
+    fn unmap_login(&self, id: &str, login: &str) -> Result<Seller, StoreError>;
 
     fn add_buyer(&self, new: NewBuyer) -> Result<Buyer, StoreError>;
     fn set_opted_out(&self, id: &str, opted_out: bool) -> Result<Buyer, StoreError>;

@@ -13,6 +13,8 @@ const BUYERS: TableDefinition<&str, &str> = TableDefinition::new("buyers");
 const ORDERS: TableDefinition<&str, &str> = TableDefinition::new("orders");
 /// approved sending address -> seller id
 const APPROVED: TableDefinition<&str, &str> = TableDefinition::new("approved_addresses");
+/// SMTP AUTH login -> seller id
+const LOGINS: TableDefinition<&str, &str> = TableDefinition::new("seller_logins");
 /// buyer address -> buyer id
 const BUYER_EMAILS: TableDefinition<&str, &str> = TableDefinition::new("buyer_emails");
 /// alias local part -> AliasOwner
@@ -192,6 +194,7 @@ impl RedbStore {
             MSG_BY_ORIGINAL,
             MESSAGES,
             TOKENS,
+            LOGINS,
         ] {
             txn.open_table(t).map_err(backend)?;
         }
@@ -440,6 +443,7 @@ impl Store for RedbStore {
                 approved_addresses,
                 alias,
                 opt_out_notices: true,
+                logins: Vec::new(),
             };
             let mut approved = txn.open_table(APPROVED).map_err(backend)?;
             for a in &seller.approved_addresses {
@@ -488,6 +492,37 @@ impl Store for RedbStore {
             }
             seller.approved_addresses.retain(|a| a != addr);
             txn.open_table(APPROVED).map_err(backend)?.remove(addr.as_str()).map_err(backend)?;
+            put(&mut txn.open_table(SELLERS).map_err(backend)?, id, &seller)?;
+            Ok(seller)
+        })
+    }
+
+    fn map_login(&self, id: &str, login: &str) -> Result<Seller, StoreError> {
+        self.write(|txn| {
+            let mut seller = Self::load_seller(txn, id)?;
+            let mut logins = txn.open_table(LOGINS).map_err(backend)?;
+            match get_str(&logins, login)? {
+                Some(owner) if owner != id => {
+                    return Err(StoreError::Conflict(format!("login {login:?} is already mapped to seller {owner:?}")));
+                }
+                Some(_) => return Ok(seller),
+                None => {}
+            }
+            logins.insert(login, id).map_err(backend)?;
+            seller.logins.push(login.to_string());
+            put(&mut txn.open_table(SELLERS).map_err(backend)?, id, &seller)?;
+            Ok(seller)
+        })
+    }
+
+    fn unmap_login(&self, id: &str, login: &str) -> Result<Seller, StoreError> {
+        self.write(|txn| {
+            let mut seller = Self::load_seller(txn, id)?;
+            if !seller.logins.iter().any(|l| l == login) {
+                return Err(StoreError::NotFound { kind: "login", id: login.into() });
+            }
+            seller.logins.retain(|l| l != login);
+            txn.open_table(LOGINS).map_err(backend)?.remove(login).map_err(backend)?;
             put(&mut txn.open_table(SELLERS).map_err(backend)?, id, &seller)?;
             Ok(seller)
         })
