@@ -211,6 +211,13 @@ pub struct AdminConfig {
 pub struct StoreConfig {
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// redb's page cache, MiB: the daemon's memory grows with the store up to it.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u32,
+}
+
+fn default_cache_mb() -> u32 {
+    32
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -311,7 +318,7 @@ impl Default for AdminConfig {
 }
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { path: default_store_path() }
+        Self { path: default_store_path(), cache_mb: default_cache_mb() }
     }
 }
 impl Default for ArchiveConfig {
@@ -370,6 +377,9 @@ impl Config {
         }
         if p.opt_out_exempt_categories.iter().any(|c| c.trim().is_empty()) {
             return Err("policy.opt_out_exempt_categories: categories must not be empty".into());
+        }
+        if self.store.cache_mb == 0 {
+            return Err("store.cache_mb: must be at least 1".into());
         }
         if p.daily_limit_window_days == 0 || p.daily_limit_window_days > 366 {
             return Err("policy.daily_limit_window_days: must be between 1 and 366".into());

@@ -104,7 +104,8 @@ impl Daemon {
             Some(d) => Some(Arc::new(dkim::Dkim::load(d, snap.relay.domain.as_str()).map_err(ServeError::Dkim)?)),
             None => None,
         };
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&snap.store.path)?);
+        let cache = snap.store.cache_mb as usize * 1024 * 1024;
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(&snap.store.path, cache)?);
         let milter = BoundListener::bind(&snap.milter.socket, snap.milter.socket_mode.0)
             .await
             .map_err(|source| ServeError::Bind { socket: snap.milter.socket.clone(), source })?;

@@ -173,13 +173,22 @@ fn pair_key(seller: &str, buyer: &str) -> String {
 }
 
 impl RedbStore {
+    /// Opens (or creates) the store with redb's default page cache (1 GiB).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, 1 << 30)
+    }
+
+    /// Opens the store with a bounded page cache: redb's cache grows with the
+    /// store up to this size, and so does the daemon's memory.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db =
-            Database::create(path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         for t in [
             SELLERS,
