@@ -248,7 +248,14 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     // indymilter's own spans only at warn: one info line per decision is ours.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,indymilter=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: under systemd the journal would keep the escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn print(value: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {

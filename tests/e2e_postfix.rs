@@ -78,6 +78,11 @@ fn buyer_and_seller_round_trip_and_thread() {
     assert_eq!(header(&got, "In-Reply-To").unwrap(), "<r1@seller-corp.example>");
     assert_eq!(header(&got, "References").unwrap(), format!("{relay_id} <r1@seller-corp.example>"));
     assert_no_trace(&got, &["bob@", "buyer-mail.example", "q1@", "q2@"]);
+    // The log is clean: no protocol warnings, no colour codes outside a terminal,
+    // one decision line per message.
+    let log = w.milter.as_ref().unwrap().log_text();
+    assert!(!log.contains("WARN") && !log.contains('\x1b'), "{log}");
+    assert_eq!(log.matches(": delivered").count(), 3, "{log}");
 }
 
 #[test]

@@ -45,9 +45,9 @@ fn lossy(s: &CStr) -> String {
 }
 
 pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Connection> {
-    let on_mail_source = source.clone();
     Callbacks::new()
-        .on_negotiate(|cx: &mut NegotiateContext<Connection>, actions, opts| {
+        .on_negotiate(move |cx: &mut NegotiateContext<Connection>, actions, opts| {
+            let (source, in_flight) = (source.clone(), in_flight.clone());
             Box::pin(async move {
                 cx.requested_actions |= actions
                     & (Actions::CHANGE_SENDER
@@ -57,15 +57,15 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
                         | Actions::CHANGE_HEADER
                         | Actions::REPLACE_BODY);
                 // Headers and body chunks need no answer: saves a round trip each.
-                cx.requested_opts |= opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY);
+                let noreply = opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY);
+                cx.requested_opts |= noreply;
+                cx.data = Some(Connection { relay: source(), in_flight, message: None, noreply });
                 Status::Continue
             })
         })
-        .on_mail(move |cx: &mut Context<Connection>, args| {
-            let source = on_mail_source.clone();
-            let in_flight = in_flight.clone();
+        .on_mail(|cx: &mut Context<Connection>, args| {
             Box::pin(async move {
-                let conn = cx.data.get_or_insert_with(|| Connection { relay: source(), in_flight, message: None });
+                let Some(conn) = cx.data.as_mut() else { return Status::Tempfail };
                 let from = args.first().map(|a| lossy(a)).unwrap_or_default();
                 let login = cx.macros.get(c"{auth_authen}").map(lossy).filter(|l| !l.is_empty());
                 match conn.begin(&from, login) {
@@ -109,22 +109,20 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
         })
         .on_header(|cx: &mut Context<Connection>, name, value| {
             Box::pin(async move {
-                if let Some(c) = cx.data.as_mut() {
-                    if let Some(m) = c.message.as_mut() {
-                        m.header(&c.relay.config.limits, lossy(&name), lossy(&value));
-                    }
+                let Some(c) = cx.data.as_mut() else { return Status::Continue };
+                if let Some(m) = c.message.as_mut() {
+                    m.header(&c.relay.config.limits, lossy(&name), lossy(&value));
                 }
-                Status::Continue
+                c.status_after(ProtoOpts::NOREPLY_HEADER)
             })
         })
         .on_body(|cx: &mut Context<Connection>, chunk| {
             Box::pin(async move {
-                if let Some(c) = cx.data.as_mut() {
-                    if let Some(m) = c.message.as_mut() {
-                        m.body_chunk(&c.relay.config.limits, &chunk);
-                    }
+                let Some(c) = cx.data.as_mut() else { return Status::Continue };
+                if let Some(m) = c.message.as_mut() {
+                    m.body_chunk(&c.relay.config.limits, &chunk);
                 }
-                Status::Continue
+                c.status_after(ProtoOpts::NOREPLY_BODY)
             })
         })
         .on_eom(|cx: &mut EomContext<Connection>| Box::pin(end_of_message(cx)))

@@ -7,6 +7,7 @@ use crate::policy::{Recipient, Refusal, Sender, Target, admit, decide_rcpt};
 use crate::relay::Relay;
 use crate::rewrite::RawHeader;
 use crate::store::{Party, StoreError};
+use indymilter::{ProtoOpts, Status};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
@@ -54,6 +55,8 @@ pub struct Connection {
     pub relay: Relay,
     pub in_flight: Arc<InFlight>,
     pub message: Option<Message>,
+    /// The no-reply stages the MTA granted at negotiation.
+    pub noreply: ProtoOpts,
 }
 
 pub struct Message {
@@ -72,6 +75,11 @@ pub struct Message {
 }
 
 impl Connection {
+    /// The status for a stage: `Noreply` where the MTA expects no answer.
+    pub fn status_after(&self, stage: ProtoOpts) -> Status {
+        if self.noreply.contains(stage) { Status::Noreply } else { Status::Continue }
+    }
+
     pub fn begin(&mut self, mail_from: &str, login: Option<String>) -> Result<(), StoreError> {
         let guard = self.in_flight.enter();
         let (sender, sender_unparsable) = match parse_envelope(mail_from) {
