@@ -349,24 +349,31 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                 let v = client.request(Method::POST, "/v1/sellers", Some(body)).await.map_err(err)?;
                 print(&v, json, seller_text);
             }
-            SellerCmd::Approve { id, address } => {
-                let path = format!("/v1/sellers/{}/approved-addresses", segment(&id));
-                let v = client.request(Method::POST, &path, Some(json!({ "address": address }))).await.map_err(err)?;
-                println!("{}", seller_text(&v));
-            }
-            SellerCmd::Revoke { id, address } => {
-                let path = format!("/v1/sellers/{}/approved-addresses/{}", segment(&id), segment(&address));
-                let v = client.request(Method::DELETE, &path, None).await.map_err(err)?;
-                println!("{}", seller_text(&v));
-            }
-            SellerCmd::MapLogin { id, login } => {
-                let path = format!("/v1/sellers/{}/logins", segment(&id));
-                let v = client.request(Method::POST, &path, Some(json!({ "login": login }))).await.map_err(err)?;
-                println!("{}", seller_text(&v));
-            }
-            SellerCmd::UnmapLogin { id, login } => {
-                let path = format!("/v1/sellers/{}/logins/{}", segment(&id), segment(&login));
-                let v = client.request(Method::DELETE, &path, None).await.map_err(err)?;
+            cmd @ (SellerCmd::Approve { .. }
+            | SellerCmd::Revoke { .. }
+            | SellerCmd::MapLogin { .. }
+            | SellerCmd::UnmapLogin { .. }) => {
+                // Adding to or removing from one of a seller's lists: the seller as it is now.
+                let (method, path, body) = match cmd {
+                    SellerCmd::Approve { id, address } => (
+                        Method::POST,
+                        format!("/v1/sellers/{}/approved-addresses", segment(&id)),
+                        Some(json!({ "address": address })),
+                    ),
+                    SellerCmd::Revoke { id, address } => (
+                        Method::DELETE,
+                        format!("/v1/sellers/{}/approved-addresses/{}", segment(&id), segment(&address)),
+                        None,
+                    ),
+                    SellerCmd::MapLogin { id, login } => {
+                        (Method::POST, format!("/v1/sellers/{}/logins", segment(&id)), Some(json!({ "login": login })))
+                    }
+                    SellerCmd::UnmapLogin { id, login } => {
+                        (Method::DELETE, format!("/v1/sellers/{}/logins/{}", segment(&id), segment(&login)), None)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                let v = client.request(method, &path, body).await.map_err(err)?;
                 println!("{}", seller_text(&v));
             }
             SellerCmd::Set { id, name, service_address, opt_out_notices } => {

@@ -66,23 +66,8 @@ mod tests {
 
     fn buyer_msg(age: u64, answered_after: Option<u64>) -> MessageRecord {
         MessageRecord {
-            seq: 0,
-            relay_id: format!("r{age}"),
-            at: NOW - age,
-            seller: "S1".into(),
-            buyer: "B1".into(),
-            sender: Party::Buyer,
-            decision: Decision::Delivered,
-            order: None,
-            subject: None,
-            alias: String::new(),
-            archive: None,
-            auto_submitted: false,
             answered_at: answered_after.map(|a| NOW - age + a),
-            no_response_needed: false,
-            reported: false,
-            token: None,
-            removed: Default::default(),
+            ..MessageRecord::sample(&format!("r{age}"), Party::Buyer, NOW - age)
         }
     }
 

@@ -321,25 +321,11 @@ mod tests {
 
     #[test]
     fn only_the_messages_seller_may_use_its_command_address() {
-        use crate::store::{Decision, MessageRecord};
+        use crate::store::MessageRecord;
         let message = MessageRecord {
             seq: 1,
-            relay_id: "r1@m.example.com".into(),
-            at: 0,
-            seller: "S1".into(),
-            buyer: "B1".into(),
-            sender: Party::Buyer,
-            decision: Decision::Delivered,
-            order: None,
-            subject: None,
-            alias: String::new(),
-            archive: None,
-            auto_submitted: false,
-            answered_at: None,
-            no_response_needed: false,
-            reported: false,
             token: Some("t".into()),
-            removed: Default::default(),
+            ..MessageRecord::sample("r1@m.example.com", Party::Buyer, 0)
         };
         let rcpt = Recipient::Command { mark: Mark::Reported, message: Box::new(message) };
         let s1 = from("sales@s1.example", None, Some(seller("S1", &["sales@s1.example"])));

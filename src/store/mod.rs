@@ -163,6 +163,32 @@ pub struct MessageRecord {
     pub removed: Removed,
 }
 
+#[cfg(test)]
+impl MessageRecord {
+    /// A delivered record for tests; adjust fields with struct update syntax.
+    pub(crate) fn sample(relay_id: &str, sender: Party, at: u64) -> MessageRecord {
+        MessageRecord {
+            seq: 0,
+            relay_id: relay_id.into(),
+            at,
+            seller: "S1".into(),
+            buyer: "B1".into(),
+            sender,
+            decision: Decision::Delivered,
+            order: None,
+            subject: None,
+            alias: String::new(),
+            archive: None,
+            auto_submitted: false,
+            answered_at: None,
+            no_response_needed: false,
+            reported: false,
+            token: None,
+            removed: Removed::default(),
+        }
+    }
+}
+
 /// What the content policy removed, by kind (recorded with the message).
 pub use crate::content::Removed;
 
