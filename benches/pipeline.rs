@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
         clock: Arc::new(SystemClock),
         ops: Arc::new(OpsMetrics::default()),
         dkim: None,
+        verifier: None,
     };
     let seller_to_buyer = Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B1".into() };
     let rcpts = vec![format!("<{pair}@m.example.com>")];
@@ -104,6 +105,7 @@ fn bench(c: &mut Criterion) {
                         rcpts: &rcpts,
                         headers: &headers,
                         body: &body,
+                        auth: None,
                     })
                     .unwrap();
                 assert!(matches!(v, Verdict::Deliver { .. }), "{v:?}");

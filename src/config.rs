@@ -37,25 +37,77 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-/// How a seller's message must be authenticated before it is relayed.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// How a party's message is authenticated before it is relayed as theirs.
+/// Methods combine: a message passes when any configured method passes.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Empty: an approved address is enough (trust the network). `"sasl"`: the
-    /// message must be submitted with SMTP AUTH as a login mapped to the seller.
+    /// Empty: an approved or registered address is enough (trust the network).
+    /// `"sasl"`: a seller's message submitted with SMTP AUTH as a login mapped
+    /// to the seller. `"verify"`: SPF, DKIM and DMARC-style alignment checked
+    /// here. `"trust-authres"`: the `Authentication-Results` of `authserv_id`.
     #[serde(default)]
     pub methods: Vec<AuthMethod>,
+    /// The authserv-id whose `Authentication-Results` are trusted (`trust-authres`).
+    #[serde(default)]
+    pub authserv_id: Option<String>,
+    /// DNS servers for `verify` (`ip` or `ip:port`); empty: /etc/resolv.conf.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    /// Seconds to wait for one DNS answer.
+    #[serde(default = "default_dns_timeout_secs")]
+    pub dns_timeout_secs: u64,
+}
+
+fn default_dns_timeout_secs() -> u64 {
+    5
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            methods: Vec::new(),
+            authserv_id: None,
+            dns_servers: Vec::new(),
+            dns_timeout_secs: default_dns_timeout_secs(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
     Sasl,
+    Verify,
+    TrustAuthres,
 }
 
 impl AuthConfig {
+    pub fn has(&self, method: AuthMethod) -> bool {
+        self.methods.contains(&method)
+    }
+
+    /// SASL is the only way a seller can authenticate: a seller without a
+    /// mapped login is refused at RCPT already.
     pub fn requires_sasl(&self) -> bool {
-        self.methods.contains(&AuthMethod::Sasl)
+        self.methods == [AuthMethod::Sasl]
+    }
+
+    /// A method that judges the message itself (headers, SPF, DKIM), at end of message.
+    pub fn checks_messages(&self) -> bool {
+        self.has(AuthMethod::Verify) || self.has(AuthMethod::TrustAuthres)
+    }
+
+    /// The DNS servers, parsed (port 53 unless given).
+    pub fn dns_server_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        self.dns_servers
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| format!("auth.dns_servers: {s:?} is not an IP address or ip:port"))
+            })
+            .collect()
     }
 }
 
@@ -393,6 +445,20 @@ impl Config {
             {
                 return Err(format!("dkim.selector: {:?} is not a DNS label", d.selector));
             }
+        }
+        let a = &self.auth;
+        a.dns_server_addrs()?;
+        if a.dns_timeout_secs == 0 || a.dns_timeout_secs > 60 {
+            return Err("auth.dns_timeout_secs: must be between 1 and 60".into());
+        }
+        match &a.authserv_id {
+            None if a.has(AuthMethod::TrustAuthres) => {
+                return Err("auth.authserv_id: required when auth.methods has \"trust-authres\"".into());
+            }
+            Some(id) if id.is_empty() || !id.chars().all(|c| c.is_ascii_graphic() && !"();\"\\=".contains(c)) => {
+                return Err(format!("auth.authserv_id: {id:?} is not an authserv-id like mx.example.com"));
+            }
+            _ => {}
         }
         if let Some(d) = self.content.link_allowlist.iter().find(|d| !is_domain(&d.to_ascii_lowercase())) {
             return Err(format!("content.link_allowlist: {d:?} is not a domain name"));

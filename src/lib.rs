@@ -6,6 +6,7 @@
 pub mod address;
 pub mod admin;
 pub mod alias;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod content;
@@ -45,6 +46,8 @@ pub enum ServeError {
     Milter(#[source] std::io::Error),
     #[error("{0}")]
     Dkim(String),
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// The configuration in force; swapped whole on reload, read as a snapshot.
@@ -95,6 +98,7 @@ pub struct Daemon {
     milter: BoundListener,
     admin: BoundListener,
     dkim: Option<Arc<dkim::Dkim>>,
+    verifier: Option<Arc<auth::Verifier>>,
 }
 
 impl Daemon {
@@ -104,6 +108,11 @@ impl Daemon {
             Some(d) => Some(Arc::new(dkim::Dkim::load(d, snap.relay.domain.as_str()).map_err(ServeError::Dkim)?)),
             None => None,
         };
+        // The resolver is built once: `auth.dns_servers` take effect on restart.
+        let verifier = match snap.auth.has(config::AuthMethod::Verify) {
+            true => Some(Arc::new(auth::Verifier::new(&snap.auth).map_err(ServeError::Auth)?)),
+            false => None,
+        };
         let cache = snap.store.cache_mb as usize * 1024 * 1024;
         let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(&snap.store.path, cache)?);
         let milter = BoundListener::bind(&snap.milter.socket, snap.milter.socket_mode.0)
@@ -112,7 +121,7 @@ impl Daemon {
         let admin = BoundListener::bind(&snap.admin.socket, snap.admin.socket_mode.0)
             .await
             .map_err(|source| ServeError::Bind { socket: snap.admin.socket.clone(), source })?;
-        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin, dkim })
+        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin, dkim, verifier })
     }
 
     /// The milter's local address (useful with `inet:127.0.0.1:0` in tests).
@@ -132,7 +141,7 @@ impl Daemon {
     /// Serves until `shutdown` resolves; then stops accepting, lets messages in
     /// flight finish (up to 30 s), closes sessions and removes its sockets.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-        let Daemon { config, store, clock, milter, admin, dkim } = self;
+        let Daemon { config, store, clock, milter, admin, dkim, verifier } = self;
         let in_flight = Arc::new(InFlight::default());
         let source_config = config.clone();
         let source_store = store.clone();
@@ -148,6 +157,7 @@ impl Daemon {
             clock: clock.clone(),
             ops: source_ops.clone(),
             dkim: dkim.clone(),
+            verifier: verifier.clone(),
         });
         let gate = Gate::default();
         let milter_cleanup = milter.cleanup_path();

@@ -514,6 +514,7 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                     "order",
                     "subject",
                     "answered_at",
+                    "reason",
                 ];
                 println!("{}", fields.iter().map(|f| format!("{f:<12} {}", s(&v, f))).collect::<Vec<_>>().join("\n"));
             }

@@ -4,6 +4,7 @@
 
 use crate::address::Address;
 use crate::alias::{mint_message_id, random_local};
+use crate::auth;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::optout::Exemption;
@@ -25,6 +26,8 @@ pub struct Relay {
     pub ops: Arc<crate::metrics::ops::OpsMetrics>,
     /// Signs everything delivered, when configured.
     pub dkim: Option<Arc<crate::dkim::Dkim>>,
+    /// Checks SPF/DKIM/DMARC when `auth.methods` has `verify`.
+    pub verifier: Option<Arc<crate::auth::Verifier>>,
 }
 
 /// An accepted message at end of message.
@@ -34,6 +37,15 @@ pub struct Incoming<'a> {
     pub rcpts: &'a [String],
     pub headers: &'a [RawHeader],
     pub body: &'a [u8],
+    /// The sender authentication result (`None`: not required for this message).
+    pub auth: Option<&'a crate::auth::Verdict>,
+}
+
+/// The SMTP client, as the MTA described it at connect and HELO.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: Option<std::net::IpAddr>,
+    pub helo: String,
 }
 
 /// What the relay decided at end of message.
@@ -106,6 +118,9 @@ impl Relay {
                 summary: "passed through (no relay recipient)".into(),
             }),
             Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), msg),
+            Target::Command { .. } if !matches!(msg.auth, None | Some(auth::Verdict::Pass { .. })) => {
+                Ok(auth_refusal(msg.auth))
+            }
             Target::Command { mark, relay_id, seller } => {
                 let record = self.store.mark(relay_id, *mark)?;
                 let what = match mark {
@@ -129,6 +144,51 @@ impl Relay {
                 self.conversation(*from, &seller, &buyer, &parsed, msg)
             }
         }
+    }
+
+    /// Authenticates the sender of a conversation message or a command by the
+    /// configured methods (`None`: nothing is required of this message).
+    pub async fn authenticate(
+        &self,
+        target: &Target,
+        sender: &crate::policy::Sender,
+        client: &ClientInfo,
+        headers: &[RawHeader],
+        body: &[u8],
+    ) -> Option<auth::Verdict> {
+        use crate::config::AuthMethod;
+        let cfg = &self.config.auth;
+        let as_seller = match target {
+            Target::Conversation { from: Party::Seller, .. } | Target::Command { .. } => true,
+            Target::Conversation { from: Party::Buyer, .. } => false,
+            Target::Bounce { .. } | Target::Outside => return None,
+        };
+        // With SASL alone, RCPT has already refused sellers without their login.
+        if !cfg.checks_messages() {
+            return None;
+        }
+        let mut verdicts = Vec::new();
+        if as_seller && cfg.has(AuthMethod::Sasl) {
+            if sender.seller.as_ref().is_some_and(|s| sender.logged_in_as(s)) {
+                return Some(auth::Verdict::Pass { method: "sasl" });
+            }
+            verdicts.push(auth::Verdict::Fail { detail: "no seller login".into(), dmarc_reject: false });
+        }
+        let envelope = sender.address.as_ref()?;
+        let from = headers::parse(headers).from;
+        let facts = auth::Facts { client_ip: client.ip, helo: &client.helo, envelope, from: &from, headers, body };
+        if let Some(id) = cfg.authserv_id.as_deref().filter(|_| cfg.has(AuthMethod::TrustAuthres)) {
+            verdicts.push(auth::from_authres(&facts, id));
+        }
+        if cfg.has(AuthMethod::Verify) && !verdicts.iter().any(|v| matches!(v, auth::Verdict::Pass { .. })) {
+            verdicts.push(match &self.verifier {
+                Some(v) => v.check(&facts, self.config.relay.domain.as_str()).await,
+                None => {
+                    auth::Verdict::TempFail { detail: "verify was enabled by a reload: restart to start it".into() }
+                }
+            });
+        }
+        Some(auth::combine(verdicts))
     }
 
     /// Today's allowance of a seller (the limit is fixed for the UTC day).
@@ -162,9 +222,14 @@ impl Relay {
         let refs = self.store.references(&seller.id, &buyer.id, from, &parsed.referenced())?;
         let orders = self.store.orders_of_pair(&seller.id, &buyer.id)?;
         let order = optout::order_concerned(parsed.subject.as_deref(), &orders, &policy.order_id_pattern.0);
-        let outcome = match from {
-            Party::Buyer => Outcome::Deliver(None),
-            Party::Seller => match check_from_header(msg.target, seller, &parsed.from) {
+        let outcome = match (msg.auth, from) {
+            // Not recorded: the sender's MTA retries.
+            (Some(auth::Verdict::TempFail { .. }), _) => return Ok(auth_refusal(msg.auth)),
+            (Some(auth::Verdict::Fail { detail, dmarc_reject }), _) => {
+                Outcome::Refuse(Refusal::SenderAuth { detail: detail.clone(), dmarc_reject: *dmarc_reject })
+            }
+            (_, Party::Buyer) => Outcome::Deliver(None),
+            (_, Party::Seller) => match check_from_header(msg.target, seller, &parsed.from) {
                 Err(refusal) => Outcome::Refuse(refusal),
                 Ok(()) if !buyer.opted_out => Outcome::Deliver(None),
                 Ok(()) => {
@@ -325,6 +390,11 @@ impl Relay {
             relay_id: Some(&relay_id),
             token: token.as_deref(),
             removed: removed.clone(),
+            reason: match &outcome {
+                Outcome::Refuse(r) => Some(r.describe()),
+                _ => None,
+            }
+            .as_deref(),
         })?;
         if let Recorded::OverLimit { .. } = recorded {
             // Not counted, not recorded; the archived copy is purged with its day.
@@ -347,6 +417,9 @@ impl Relay {
             (Outcome::Deliver(_), None) => unreachable!("a delivered message has a rewrite"),
         };
         let mut notes: Vec<String> = exemption.iter().map(|e| e.reason().to_string()).collect();
+        if let Some(auth::Verdict::Pass { method }) = msg.auth {
+            notes.push(format!("sender authenticated by {method}"));
+        }
         if parsed.auto_submitted {
             notes.push("auto-submitted".into());
         }
@@ -440,5 +513,20 @@ fn direction(from: Party, seller: &Seller, buyer: &Buyer, pair_alias: &str) -> S
 }
 
 fn refuse(refusal: Refusal, who: &str) -> Verdict {
-    Verdict::Refuse { summary: format!("{who}: refused ({})", refusal.reason()), refusal }
+    Verdict::Refuse { summary: format!("{who}: refused ({})", refusal.describe()), refusal }
+}
+
+/// The refusal for a failed sender authentication (not recorded: commands
+/// and retries).
+fn auth_refusal(verdict: Option<&auth::Verdict>) -> Verdict {
+    match verdict {
+        Some(auth::Verdict::TempFail { detail }) => Verdict::Refuse {
+            summary: format!("refused for now (sender authentication unavailable: {detail})"),
+            refusal: Refusal::SenderAuthUnavailable,
+        },
+        Some(auth::Verdict::Fail { detail, dmarc_reject }) => {
+            refuse(Refusal::SenderAuth { detail: detail.clone(), dmarc_reject: *dmarc_reject }, "sender")
+        }
+        _ => unreachable!("only failed authentication is refused here"),
+    }
 }

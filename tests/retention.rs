@@ -61,6 +61,7 @@ async fn purge_removes_whole_days_older_than_retention() {
                 relay_id: None,
                 token: None,
                 removed: Default::default(),
+                reason: None,
             })
             .unwrap();
         assert!(matches!(r, Recorded::Done { .. }));

@@ -54,6 +54,7 @@ pub fn record_view(r: &MessageRecord, relay_domain: &str) -> Value {
         "no_response_needed": r.no_response_needed,
         "reported": r.reported,
         "removed": r.removed,
+        "reason": r.reason,
     })
 }
 

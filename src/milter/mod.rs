@@ -57,10 +57,42 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
                         | Actions::CHANGE_HEADER
                         | Actions::REPLACE_BODY);
                 // Headers and body chunks need no answer: saves a round trip each.
-                let noreply = opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY);
+                let noreply = opts
+                    & (ProtoOpts::NOREPLY_HEADER
+                        | ProtoOpts::NOREPLY_BODY
+                        | ProtoOpts::NOREPLY_CONNECT
+                        | ProtoOpts::NOREPLY_HELO);
                 cx.requested_opts |= noreply;
-                cx.data = Some(Connection { relay: source(), in_flight, message: None, noreply });
+                let relay = source();
+                // The client's address and HELO name matter only to SPF.
+                if !relay.config.auth.has(crate::config::AuthMethod::Verify) {
+                    cx.requested_opts |= ProtoOpts::NO_CONNECT | ProtoOpts::NO_HELO;
+                }
+                cx.data = Some(Connection {
+                    relay,
+                    in_flight,
+                    message: None,
+                    noreply,
+                    client: crate::relay::ClientInfo::default(),
+                });
                 Status::Continue
+            })
+        })
+        .on_connect(|cx: &mut Context<Connection>, _hostname, socket| {
+            Box::pin(async move {
+                let Some(c) = cx.data.as_mut() else { return Status::Continue };
+                c.client.ip = match socket {
+                    indymilter::SocketInfo::Inet(addr) => Some(addr.ip()),
+                    _ => None,
+                };
+                c.status_after(ProtoOpts::NOREPLY_CONNECT)
+            })
+        })
+        .on_helo(|cx: &mut Context<Connection>, helo| {
+            Box::pin(async move {
+                let Some(c) = cx.data.as_mut() else { return Status::Continue };
+                c.client.helo = lossy(&helo);
+                c.status_after(ProtoOpts::NOREPLY_HELO)
             })
         })
         .on_mail(|cx: &mut Context<Connection>, args| {
@@ -155,6 +187,7 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     let relay = conn.relay.clone();
     let ops = relay.ops.clone();
     let started = std::time::Instant::now();
+    let auth = relay.authenticate(&target, &msg.sender, &conn.client, &msg.headers, &msg.body).await;
     let direction = match &target {
         Target::Conversation { from: crate::store::Party::Buyer, .. } => "buyer_to_seller",
         Target::Conversation { from: crate::store::Party::Seller, .. } => "seller_to_buyer",
@@ -169,6 +202,7 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
             rcpts: &msg.rcpts,
             headers: &msg.headers,
             body: &msg.body,
+            auth: auth.as_ref(),
         });
         drop(msg);
         v

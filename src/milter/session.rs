@@ -57,6 +57,7 @@ pub struct Connection {
     pub message: Option<Message>,
     /// The no-reply stages the MTA granted at negotiation.
     pub noreply: ProtoOpts,
+    pub client: crate::relay::ClientInfo,
 }
 
 pub struct Message {

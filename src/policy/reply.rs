@@ -27,6 +27,11 @@ pub enum Refusal {
     MessageTooBig,
     /// A seller's message without the SMTP AUTH login the relay requires.
     NotAuthenticated,
+    /// The message failed sender authentication (`auth.methods`); `detail`
+    /// names the results (`spf=fail dkim=none dmarc=fail`), never an address.
+    SenderAuth { detail: String, dmarc_reject: bool },
+    /// Sender authentication could not finish (DNS trouble): retry later.
+    SenderAuthUnavailable,
     /// The content policy cannot check the message safely (see `content`).
     Content { code: &'static str, xcode: &'static str, text: String },
 }
@@ -95,6 +100,25 @@ impl Refusal {
             }
             Refusal::MessageTooBig => ("552", "5.3.4", lines(&["Message too big for the relay"])),
             Refusal::Content { code, xcode, text } => (*code, *xcode, vec![text.clone()]),
+            Refusal::SenderAuth { detail, dmarc_reject: true } => (
+                "550",
+                "5.7.26",
+                vec![
+                    format!("Unauthenticated mail ({detail}): the sender's domain publishes a DMARC"),
+                    "reject policy and this message passed neither SPF nor DKIM aligned with its From: domain.".into(),
+                ],
+            ),
+            Refusal::SenderAuth { detail, dmarc_reject: false } => (
+                "550",
+                "5.7.1",
+                vec![
+                    format!("Sender authentication failed ({detail})."),
+                    "Send through your domain's authorised servers, with DKIM for your From: domain.".into(),
+                ],
+            ),
+            Refusal::SenderAuthUnavailable => {
+                ("451", "4.7.1", lines(&["Sender authentication temporarily unavailable (DNS), try again later"]))
+            }
             Refusal::NotAuthenticated => (
                 "550",
                 "5.7.1",
@@ -105,6 +129,14 @@ impl Refusal {
             ),
         };
         SmtpReply { code, xcode, lines }
+    }
+
+    /// The reason with its detail, for log lines and records (never an address).
+    pub fn describe(&self) -> String {
+        match self {
+            Refusal::SenderAuth { detail, .. } => format!("{}: {detail}", self.reason()),
+            _ => self.reason().to_string(),
+        }
     }
 
     /// A short name for log lines.
@@ -122,6 +154,8 @@ impl Refusal {
             Refusal::MessageTooBig => "message too big",
             Refusal::Content { .. } => "content cannot be checked",
             Refusal::NotAuthenticated => "seller not authenticated",
+            Refusal::SenderAuth { .. } => "sender authentication failed",
+            Refusal::SenderAuthUnavailable => "sender authentication unavailable",
         }
     }
 }

@@ -30,7 +30,7 @@ impl Sender {
     }
 
     /// Whether the message was submitted with a login mapped to `seller`.
-    fn logged_in_as(&self, seller: &Seller) -> bool {
+    pub fn logged_in_as(&self, seller: &Seller) -> bool {
         self.login.as_ref().is_some_and(|l| seller.logins.contains(l))
     }
 }

@@ -161,6 +161,10 @@ pub struct MessageRecord {
     /// What the content policy removed from the delivered copy.
     #[serde(default)]
     pub removed: Removed,
+    /// Why a message was not delivered, beyond its decision (e.g. the sender
+    /// authentication result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[cfg(test)]
@@ -185,6 +189,7 @@ impl MessageRecord {
             reported: false,
             token: None,
             removed: Removed::default(),
+            reason: None,
         }
     }
 }
@@ -254,6 +259,7 @@ pub struct NewMessage<'a> {
     pub relay_id: Option<&'a str>,
     pub token: Option<&'a str>,
     pub removed: Removed,
+    pub reason: Option<&'a str>,
 }
 
 /// Length of a command token: 24 characters of `[a-z0-9]` (≈124 bits).

@@ -88,6 +88,7 @@ struct OwnedMessage {
     relay_id: Option<String>,
     token: Option<String>,
     removed: Removed,
+    reason: Option<String>,
 }
 
 impl From<&NewMessage<'_>> for OwnedMessage {
@@ -110,6 +111,7 @@ impl From<&NewMessage<'_>> for OwnedMessage {
             relay_id: own(m.relay_id),
             token: own(m.token),
             removed: m.removed.clone(),
+            reason: own(m.reason),
         }
     }
 }
@@ -133,6 +135,7 @@ impl OwnedMessage {
             relay_id: self.relay_id.as_deref(),
             token: self.token.as_deref(),
             removed: self.removed.clone(),
+            reason: self.reason.as_deref(),
         }
     }
 }
@@ -365,6 +368,7 @@ impl RedbStore {
                 None => None,
             },
             removed: msg.removed.clone(),
+            reason: msg.reason.map(String::from),
         };
         put(&mut messages, &record.relay_id, &record)?;
         // A seller's (human) reply answers the buyer messages it names; the first reply counts.
@@ -860,6 +864,7 @@ mod tests {
             relay_id: None,
             token: None,
             removed: Removed::default(),
+            reason: None,
         }
     }
 
