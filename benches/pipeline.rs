@@ -84,6 +84,7 @@ fn bench(c: &mut Criterion) {
         ops: Arc::new(OpsMetrics::default()),
         dkim: None,
         verifier: None,
+        authres_marker: "bench".into(),
     };
     let seller_to_buyer = Target::Conversation { from: Party::Seller, seller: "S1".into(), buyer: "B1".into() };
     let rcpts = vec![format!("<{pair}@m.example.com>")];

@@ -51,6 +51,10 @@ pub struct AuthConfig {
     /// The authserv-id whose `Authentication-Results` are trusted (`trust-authres`).
     #[serde(default)]
     pub authserv_id: Option<String>,
+    /// The cleaner's milter socket (`trust-authres`): Postfix must call it
+    /// before the upstream verifier, e.g. `smtpd_milters = cleaner, opendmarc, bsm-milter`.
+    #[serde(default)]
+    pub cleaner_socket: Option<Socket>,
     /// DNS servers for `verify` (`ip` or `ip:port`); empty: /etc/resolv.conf.
     #[serde(default)]
     pub dns_servers: Vec<String>,
@@ -68,6 +72,7 @@ impl Default for AuthConfig {
         AuthConfig {
             methods: Vec::new(),
             authserv_id: None,
+            cleaner_socket: None,
             dns_servers: Vec::new(),
             dns_timeout_secs: default_dns_timeout_secs(),
         }
@@ -460,6 +465,12 @@ impl Config {
             }
             _ => {}
         }
+        if a.has(AuthMethod::TrustAuthres) && a.cleaner_socket.is_none() {
+            return Err("auth.cleaner_socket: required when auth.methods has \"trust-authres\"".into());
+        }
+        if a.cleaner_socket.as_ref().is_some_and(|s| *s == self.milter.socket || *s == self.admin.socket) {
+            return Err("auth.cleaner_socket: must differ from milter.socket and admin.socket".into());
+        }
         if let Some(d) = self.content.link_allowlist.iter().find(|d| !is_domain(&d.to_ascii_lowercase())) {
             return Err(format!("content.link_allowlist: {d:?} is not a domain name"));
         }
@@ -592,6 +603,24 @@ mod tests {
             Config::parse("[relay]\ndomain = \"m.example.com\"\n[policy]\ndaily_limit_window_days = 0\n").unwrap_err();
         assert!(e.contains("daily_limit_window_days"), "{e}");
         assert!(Config::parse("").unwrap_err().contains("relay"));
+    }
+
+    #[test]
+    fn auth_settings_are_checked_together() {
+        let with = |auth: &str| Config::parse(&format!("[relay]\ndomain = \"m.example.com\"\n[auth]\n{auth}"));
+        let e = with("methods = [\"trust-authres\"]\ncleaner_socket = \"unix:/run/c.sock\"\n").unwrap_err();
+        assert!(e.starts_with("auth.authserv_id: required"), "{e}");
+        let e = with("methods = [\"trust-authres\"]\nauthserv_id = \"mx.example.com\"\n").unwrap_err();
+        assert!(e.starts_with("auth.cleaner_socket: required"), "{e}");
+        let e = with("authserv_id = \"mx; dmarc=pass\"\n").unwrap_err();
+        assert!(e.starts_with("auth.authserv_id:"), "{e}");
+        let e = with("methods = [\"verify\"]\ndns_servers = [\"localhost\"]\n").unwrap_err();
+        assert!(e.starts_with("auth.dns_servers: \"localhost\""), "{e}");
+        let e = with("methods = [\"dkim\"]\n").unwrap_err();
+        assert!(e.contains("methods") || e.contains("unknown variant"), "{e}");
+        let ok = with("methods = [\"verify\", \"sasl\"]\ndns_servers = [\"127.0.0.1\", \"[::1]:5353\"]\n").unwrap();
+        assert_eq!(ok.auth.dns_server_addrs().unwrap()[0].port(), 53);
+        assert!(!ok.auth.requires_sasl() && ok.auth.checks_messages());
     }
 
     #[test]

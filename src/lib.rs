@@ -99,6 +99,8 @@ pub struct Daemon {
     admin: BoundListener,
     dkim: Option<Arc<dkim::Dkim>>,
     verifier: Option<Arc<auth::Verifier>>,
+    /// The `Authentication-Results` cleaner's socket (`trust-authres`).
+    cleaner: Option<BoundListener>,
 }
 
 impl Daemon {
@@ -121,7 +123,15 @@ impl Daemon {
         let admin = BoundListener::bind(&snap.admin.socket, snap.admin.socket_mode.0)
             .await
             .map_err(|source| ServeError::Bind { socket: snap.admin.socket.clone(), source })?;
-        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin, dkim, verifier })
+        let cleaner = match &snap.auth.cleaner_socket {
+            Some(socket) => Some(
+                BoundListener::bind(socket, snap.milter.socket_mode.0)
+                    .await
+                    .map_err(|source| ServeError::Bind { socket: socket.clone(), source })?,
+            ),
+            None => None,
+        };
+        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin, dkim, verifier, cleaner })
     }
 
     /// The milter's local address (useful with `inet:127.0.0.1:0` in tests).
@@ -141,7 +151,10 @@ impl Daemon {
     /// Serves until `shutdown` resolves; then stops accepting, lets messages in
     /// flight finish (up to 30 s), closes sessions and removes its sockets.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-        let Daemon { config, store, clock, milter, admin, dkim, verifier } = self;
+        let Daemon { config, store, clock, milter, admin, dkim, verifier, cleaner } = self;
+        // Marks what this process's cleaner saw; unknown to any sender.
+        let authres_marker: Arc<str> = alias::random_local(32).into();
+        let source_marker = authres_marker.clone();
         let in_flight = Arc::new(InFlight::default());
         let source_config = config.clone();
         let source_store = store.clone();
@@ -158,11 +171,26 @@ impl Daemon {
             ops: source_ops.clone(),
             dkim: dkim.clone(),
             verifier: verifier.clone(),
+            authres_marker: source_marker.clone(),
         });
         let gate = Gate::default();
         let milter_cleanup = milter.cleanup_path();
         let admin_cleanup = admin.cleanup_path();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let cleaner_cleanup = cleaner.as_ref().and_then(|c| c.cleanup_path());
+        let cleaner_task = cleaner.map(|listener| {
+            let id: Arc<str> = config.snapshot().auth.authserv_id.clone().unwrap_or_default().into();
+            let callbacks = milter::cleaner::callbacks(id, authres_marker.clone());
+            let listener = listener.gated(gate.clone());
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let config = indymilter::Config { max_connections: 1000, ..Default::default() };
+                indymilter::run(listener, callbacks, config, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+            })
+        });
 
         let milter_task = {
             let callbacks = milter::callbacks(source, in_flight.clone());
@@ -206,7 +234,7 @@ impl Daemon {
         shutdown.await;
         info!("shutting down: {} message(s) in flight", in_flight.count());
         gate.close();
-        for p in [&milter_cleanup, &admin_cleanup].into_iter().flatten() {
+        for p in [&milter_cleanup, &admin_cleanup, &cleaner_cleanup].into_iter().flatten() {
             let _ = std::fs::remove_file(p);
         }
         if tokio::time::timeout(SHUTDOWN_GRACE, in_flight.idle()).await.is_err() {
@@ -218,6 +246,9 @@ impl Daemon {
         let _ = stop_tx.send(true);
         let milter_result = milter_task.await.map_err(|e| ServeError::Milter(std::io::Error::other(e)))?;
         let _ = admin_task.await;
+        if let Some(t) = cleaner_task {
+            let _ = t.await;
+        }
         purge_task.abort();
         info!("stopped");
         milter_result.map_err(ServeError::Milter)

@@ -28,6 +28,8 @@ pub struct Relay {
     pub dkim: Option<Arc<crate::dkim::Dkim>>,
     /// Checks SPF/DKIM/DMARC when `auth.methods` has `verify`.
     pub verifier: Option<Arc<crate::auth::Verifier>>,
+    /// The secret the `Authentication-Results` cleaner of this process marks messages with.
+    pub authres_marker: Arc<str>,
 }
 
 /// An accepted message at end of message.
@@ -178,7 +180,7 @@ impl Relay {
         let from = headers::parse(headers).from;
         let facts = auth::Facts { client_ip: client.ip, helo: &client.helo, envelope, from: &from, headers, body };
         if let Some(id) = cfg.authserv_id.as_deref().filter(|_| cfg.has(AuthMethod::TrustAuthres)) {
-            verdicts.push(auth::from_authres(&facts, id));
+            verdicts.push(auth::from_authres(&facts, id, &self.authres_marker));
         }
         if cfg.has(AuthMethod::Verify) && !verdicts.iter().any(|v| matches!(v, auth::Verdict::Pass { .. })) {
             verdicts.push(match &self.verifier {

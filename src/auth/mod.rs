@@ -68,19 +68,28 @@ pub fn from_domain(facts: &Facts<'_>) -> Result<String, Verdict> {
     Ok(domain)
 }
 
-/// `trust-authres`: the `Authentication-Results` of `authserv_id` that this
-/// hop added are the ones above the MTA's own `Received:` header (a verifier
-/// milter inserts at the top). Every other one with that id came with the
-/// message and is not believed; the rewrite deletes them all.
-pub fn from_authres(facts: &Facts<'_>, authserv_id: &str) -> Verdict {
+/// `trust-authres`: the `Authentication-Results` of `authserv_id`. The
+/// cleaner milter (called before the upstream verifier) deleted every inbound
+/// one with that id and left `marker`, so each one here is the verifier's.
+pub fn from_authres(facts: &Facts<'_>, authserv_id: &str, marker: &str) -> Verdict {
     let from = match from_domain(facts) {
         Ok(d) => d,
         Err(v) => return v,
     };
+    let cleaned = facts
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(crate::milter::cleaner::MARKER) && h.value.trim() == marker);
+    if !cleaned {
+        return Verdict::TempFail {
+            detail: "the Authentication-Results cleaner did not see this message: list auth.cleaner_socket \
+                     in smtpd_milters before the verifier"
+                .into(),
+        };
+    }
     let ours = facts
         .headers
         .iter()
-        .take_while(|h| !h.name.eq_ignore_ascii_case("Received"))
         .filter(|h| h.name.eq_ignore_ascii_case("Authentication-Results"))
         .filter(|h| authres::is_from(&h.value, authserv_id))
         .filter_map(|h| authres::parse(&h.value));
@@ -140,11 +149,13 @@ mod tests {
 
     fn check(headers: &[RawHeader], from: &str, envelope: &str) -> Verdict {
         let (from, envelope) = (vec![addr(from)], addr(envelope));
-        let facts = Facts { client_ip: None, helo: "", envelope: &envelope, from: &from, headers, body: b"" };
-        from_authres(&facts, "mx.relay.test")
+        let mut headers = headers.to_vec();
+        headers.push(h(MARKER, "s3cret"));
+        let facts = Facts { client_ip: None, helo: "", envelope: &envelope, from: &from, headers: &headers, body: b"" };
+        from_authres(&facts, "mx.relay.test", "s3cret")
     }
 
-    const RECEIVED: &str = "from client (client [127.0.0.1]) by mx.relay.test (Postfix) with ESMTP id 4A";
+    use crate::milter::cleaner::MARKER;
 
     #[test]
     fn organizational_domains_follow_the_public_suffix_list() {
@@ -155,36 +166,34 @@ mod tests {
     }
 
     #[test]
-    fn the_header_this_hop_added_is_trusted() {
-        let headers =
-            [h("Authentication-Results", "mx.relay.test; dmarc=pass header.from=seller.test"), h("Received", RECEIVED)];
+    fn the_verifiers_pass_for_the_from_domain_is_trusted() {
+        let headers = [h("Authentication-Results", "mx.relay.test; dmarc=pass header.from=seller.test")];
         assert_eq!(check(&headers, "a@seller.test", "a@seller.test"), Verdict::Pass { method: "trust-authres" });
         // Aligned envelope: a bounce subdomain of the same organization.
         assert_eq!(check(&headers, "a@seller.test", "b@bounce.seller.test"), Verdict::Pass { method: "trust-authres" });
     }
 
     #[test]
-    fn headers_that_came_with_the_message_are_not_believed() {
-        for forged in [
-            "mx.relay.test; dmarc=pass header.from=seller.test",
-            "\"mx.relay.test\"; dmarc=pass header.from=seller.test",
-            "MX.RELAY.TEST (trusted); dmarc=pass header.from=seller.test",
-        ] {
-            let headers = [
-                h("Authentication-Results", "mx.relay.test; dmarc=fail (p=reject dis=none) header.from=seller.test"),
-                h("Received", RECEIVED),
-                h("Authentication-Results", forged),
-            ];
-            assert_eq!(
-                check(&headers, "a@seller.test", "a@seller.test"),
-                Verdict::Fail { detail: "mx.relay.test: dmarc=fail".into(), dmarc_reject: true },
-                "{forged}"
-            );
+    fn nothing_is_trusted_unless_the_cleaner_saw_the_message() {
+        let (from, envelope) = (vec![addr("a@seller.test")], addr("a@seller.test"));
+        let pass = h("Authentication-Results", "mx.relay.test; dmarc=pass header.from=seller.test");
+        for headers in [vec![pass.clone()], vec![pass.clone(), h(MARKER, "guessed")]] {
+            let facts =
+                Facts { client_ip: None, helo: "", envelope: &envelope, from: &from, headers: &headers, body: b"" };
+            assert!(matches!(from_authres(&facts, "mx.relay.test", "s3cret"), Verdict::TempFail { .. }));
         }
-        // No header from this hop at all.
+    }
+
+    #[test]
+    fn a_failure_with_a_reject_policy_is_reported_as_such() {
         let headers =
-            [h("Received", RECEIVED), h("Authentication-Results", "mx.relay.test; dmarc=pass header.from=seller.test")];
-        assert!(matches!(check(&headers, "a@seller.test", "a@seller.test"), Verdict::Fail { dmarc_reject: false, .. }));
+            [h("Authentication-Results", "mx.relay.test; dmarc=fail (p=reject dis=none) header.from=seller.test")];
+        assert_eq!(
+            check(&headers, "a@seller.test", "a@seller.test"),
+            Verdict::Fail { detail: "mx.relay.test: dmarc=fail".into(), dmarc_reject: true }
+        );
+        let none = [h("Authentication-Results", "mx.relay.test; dmarc=fail (p=none) header.from=seller.test")];
+        assert!(matches!(check(&none, "a@seller.test", "a@seller.test"), Verdict::Fail { dmarc_reject: false, .. }));
     }
 
     #[test]
@@ -192,15 +201,14 @@ mod tests {
         let headers = [
             h("Authentication-Results", "(mx.relay.test) evil.test; dmarc=pass header.from=seller.test"),
             h("Authentication-Results", "mx.relay.test; dmarc=pass header.from=evil.test"),
-            h("Received", RECEIVED),
         ];
         assert!(matches!(check(&headers, "a@seller.test", "a@seller.test"), Verdict::Fail { .. }));
+        assert!(matches!(check(&[], "a@seller.test", "a@seller.test"), Verdict::Fail { .. }));
     }
 
     #[test]
     fn from_must_be_the_envelope_senders_domain() {
-        let headers =
-            [h("Authentication-Results", "mx.relay.test; dmarc=pass header.from=evil.test"), h("Received", RECEIVED)];
+        let headers = [h("Authentication-Results", "mx.relay.test; dmarc=pass header.from=evil.test")];
         assert_eq!(
             check(&headers, "a@evil.test", "a@seller.test"),
             Verdict::Fail { detail: "From: domain is not the envelope sender's domain".into(), dmarc_reject: false }
@@ -209,18 +217,12 @@ mod tests {
 
     #[test]
     fn rspamd_policy_comment_and_temperror() {
-        let reject = [
-            h(
-                "Authentication-Results",
-                "mx.relay.test; dmarc=fail reason=\"x\" header.from=seller.test (policy=reject)",
-            ),
-            h("Received", RECEIVED),
-        ];
+        let reject = [h(
+            "Authentication-Results",
+            "mx.relay.test; dmarc=fail reason=\"x\" header.from=seller.test (policy=reject)",
+        )];
         assert!(matches!(check(&reject, "a@seller.test", "a@seller.test"), Verdict::Fail { dmarc_reject: true, .. }));
-        let temp = [
-            h("Authentication-Results", "mx.relay.test; dmarc=temperror header.from=seller.test"),
-            h("Received", RECEIVED),
-        ];
+        let temp = [h("Authentication-Results", "mx.relay.test; dmarc=temperror header.from=seller.test")];
         assert!(matches!(check(&temp, "a@seller.test", "a@seller.test"), Verdict::TempFail { .. }));
     }
 

@@ -1,6 +1,7 @@
 //! Milter glue: each callback converts its arguments, calls one session or
 //! relay method, and applies the result. Decisions live in `policy`/`relay`.
 
+pub mod cleaner;
 mod session;
 
 pub use session::{Connection, InFlight};

@@ -33,6 +33,15 @@ impl World {
 
     /// `extra` is appended to the milter's config (e.g. a `[policy]` table).
     pub fn start_with(extra: &str) -> World {
+        Self::start_full(extra, |_, _| Vec::new())
+    }
+
+    /// Like `start_with`, with main.cf settings for Postfix made from the
+    /// world's directory and the milter's socket.
+    pub fn start_full(
+        extra: &str,
+        main_cf: impl FnOnce(&std::path::Path, &std::path::Path) -> Vec<(String, String)>,
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         // Postfix's smtpd runs as `postfix`: it must reach the socket.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -76,11 +85,16 @@ impl World {
                 .to_string()
         };
         let (s1b1, s1b2) = (pair("B1"), pair("B2"));
-        let postfix = PostfixRelay::start(RelayOptions {
-            milter_socket: milter.milter_socket.clone(),
-            relay_domain: "m.example.com".into(),
-            milter_default_action: "tempfail".into(),
-        });
+        let main_cf = main_cf(dir.path(), &milter.milter_socket);
+        let main_cf: Vec<(&str, &str)> = main_cf.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let postfix = PostfixRelay::start_with(
+            RelayOptions {
+                milter_socket: milter.milter_socket.clone(),
+                relay_domain: "m.example.com".into(),
+                milter_default_action: "tempfail".into(),
+            },
+            &main_cf,
+        );
         World {
             _dir: dir,
             milter: Some(milter),
