@@ -97,6 +97,10 @@ fn bench(c: &mut Criterion) {
         ("attachment_5mb", with_5mb_attachment()),
     ] {
         let (headers, body) = split(&raw);
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+        let mut buffer = bsm_milter::content::prelude(&pairs);
+        let prelude_len = buffer.len();
+        buffer.extend_from_slice(&body);
         g.throughput(Throughput::Bytes(raw.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
@@ -105,7 +109,9 @@ fn bench(c: &mut Criterion) {
                         target: &seller_to_buyer,
                         rcpts: &rcpts,
                         headers: &headers,
-                        body: &body,
+                        body: &buffer[prelude_len..],
+                        raw: &buffer,
+                        prelude_len,
                         auth: None,
                     })
                     .unwrap();

@@ -94,11 +94,15 @@ impl Dkim {
     }
 
     /// The `DKIM-Signature` header for a message as it will be delivered.
-    pub fn sign(&self, headers: &[RawHeader], body: &[u8]) -> Result<RawHeader, String> {
+    pub fn sign<'a>(
+        &self,
+        headers: &[RawHeader],
+        body: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<RawHeader, String> {
         let present: Vec<&str> =
             SIGNED.iter().copied().filter(|n| headers.iter().any(|h| h.name.eq_ignore_ascii_case(n))).collect();
         let mut message = crate::rewrite::header_block(headers);
-        message.extend_from_slice(body);
+        body.into_iter().for_each(|b| message.extend_from_slice(b));
         let signature = DkimSigner::from_key(self.key.clone())
             .domain(self.domain.as_str())
             .selector(self.selector.as_str())

@@ -38,7 +38,10 @@ pub struct Incoming<'a> {
     /// Accepted envelope recipients exactly as received.
     pub rcpts: &'a [String],
     pub headers: &'a [RawHeader],
+    /// The body: `raw` after `prelude_len` bytes of [`crate::content::prelude`].
     pub body: &'a [u8],
+    pub raw: &'a [u8],
+    pub prelude_len: usize,
     /// The sender authentication result (`None`: not required for this message).
     pub auth: Option<&'a crate::auth::Verdict>,
 }
@@ -266,8 +269,6 @@ impl Relay {
         let mut content = crate::content::Outcome::Unchanged;
         let outcome = match outcome {
             Outcome::Deliver(exemption) => {
-                let pairs: Vec<(String, String)> =
-                    msg.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
                 let extras = crate::content::Extras {
                     footer: token.as_ref().map(|t| crate::content::Footer {
                         token: t.clone(),
@@ -277,7 +278,7 @@ impl Relay {
                     strip_footer: from == Party::Seller,
                 };
                 let policy = self.config.content.policy(from);
-                match crate::content::apply_with(&pairs, msg.body, &policy, domain, &extras) {
+                match crate::content::apply_in(msg.raw, msg.prelude_len, &policy, domain, &extras) {
                     crate::content::Outcome::Refuse { code, xcode, text } => {
                         Outcome::Refuse(Refusal::Content { code, xcode, text })
                     }
@@ -367,13 +368,13 @@ impl Relay {
             Some(rw) => Some(header_block(&self.sign(rw, msg)?)),
             None => None,
         };
-        let delivered = match (&delivered_head, &rewrite) {
-            (Some(head), Some(rw)) => Some([head.as_slice(), rw.body.as_deref().unwrap_or(msg.body)]),
+        let delivered: Option<Vec<&[u8]>> = match (&delivered_head, &rewrite) {
+            (Some(head), Some(rw)) => Some(std::iter::once(head.as_slice()).chain(rw.body_slices(msg.body)).collect()),
             _ => None,
         };
         let archived = self
             .archive
-            .write(now, &[&original_head, msg.body], delivered.as_ref().map(|d| d.as_slice()))
+            .write(now, &[&original_head, msg.body], delivered.as_deref())
             .map_err(|e| store_io("archive", e))?;
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
@@ -438,7 +439,7 @@ impl Relay {
         let mut delivered = apply_edits(msg.headers, &rw.headers);
         if let Some(dkim) = &self.dkim {
             let signature =
-                dkim.sign(&delivered, rw.body.as_deref().unwrap_or(msg.body)).map_err(StoreError::Backend)?;
+                dkim.sign(&delivered, rw.body_slices(msg.body).collect::<Vec<_>>()).map_err(StoreError::Backend)?;
             rw.headers
                 .push(crate::rewrite::HeaderEdit::Add { name: signature.name.clone(), value: signature.value.clone() });
             delivered.push(signature);

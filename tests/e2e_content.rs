@@ -116,3 +116,31 @@ fn an_attachment_over_10_mb_is_removed_with_a_note() {
     let text = parsed.body_text(0).unwrap();
     assert!(text.contains("See attached.") && text.contains("big.txt"), "{text}");
 }
+
+/// A buyer's message is rebuilt for its footer; a large attachment in it goes
+/// to Postfix as a span of the received body (not a copy) and arrives intact.
+#[test]
+fn a_buyer_attachment_arrives_intact_beside_the_footer() {
+    let w = World::start();
+    use base64::Engine as _;
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+    let wrapped: String = b64.as_bytes().chunks(76).map(|c| format!("{}\r\n", String::from_utf8_lossy(c))).collect();
+    let buyer = "bob@buyer-mail.example";
+    let msg = format!(
+        "From: {buyer}\r\nTo: {}\r\nSubject: photos\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nThe bowl arrived cracked.\r\n--b\r\nContent-Type: application/zip; name=\"p.zip\"\r\n\
+         Content-Disposition: attachment; filename=\"p.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{wrapped}--b--\r\n",
+        w.seller_alias
+    );
+    let (_, _, reply) = send(w.port(), buyer, &[&w.seller_alias], msg.as_bytes());
+    assert_eq!(reply.unwrap().code, 250);
+    let got = w.postfix.wait_delivered(1, WAIT).remove(0);
+    let parsed = MessageParser::new().parse(&got.raw).unwrap();
+    let text = parsed.body_text(0).unwrap();
+    assert!(text.contains("The bowl arrived cracked.") && text.contains("no-response-needed+"), "{text}");
+    let attachments: Vec<_> = parsed.attachments().collect();
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0].attachment_name(), Some("p.zip"));
+    assert!(attachments[0].contents() == data.as_slice(), "attachment changed on the way");
+}

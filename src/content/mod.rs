@@ -159,6 +159,97 @@ impl Removed {
     }
 }
 
+/// A rebuilt body: new bytes, and spans of the input body that pass through
+/// unchanged (large attachments), so a rebuild never copies them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Spliced {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    New(Vec<u8>),
+    /// A range of the input body.
+    Old(std::ops::Range<usize>),
+}
+
+impl Spliced {
+    pub fn new(bytes: Vec<u8>) -> Spliced {
+        Spliced { pieces: vec![Piece::New(bytes)] }
+    }
+
+    /// The body in order, given the input body the spans refer to.
+    pub fn slices<'a>(&'a self, input: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.pieces.iter().map(move |p| match p {
+            Piece::New(b) => b.as_slice(),
+            Piece::Old(r) => &input[r.clone()],
+        })
+    }
+
+    pub fn to_vec(&self, input: &[u8]) -> Vec<u8> {
+        self.slices(input).collect::<Vec<_>>().concat()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(|p| if let Piece::New(b) = p { b.len() } else { 0 }).sum::<usize>()
+            + self.pieces.iter().map(|p| if let Piece::Old(r) = p { r.len() } else { 0 }).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes that pass through as spans of the input, not copied.
+    pub fn spanned_len(&self) -> usize {
+        self.pieces.iter().map(|p| if let Piece::Old(r) = p { r.len() } else { 0 }).sum()
+    }
+
+    /// The first bytes written (the root part's headers come first).
+    fn head_mut(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.pieces.first(), Some(Piece::New(_))) {
+            self.pieces.insert(0, Piece::New(Vec::new()));
+        }
+        match &mut self.pieces[0] {
+            Piece::New(b) => b,
+            Piece::Old(_) => unreachable!("just made sure"),
+        }
+    }
+
+    fn push_old(&mut self, r: std::ops::Range<usize>) {
+        self.pieces.push(Piece::Old(r));
+    }
+
+    fn push_new(&mut self, b: &[u8]) {
+        if b.is_empty() {
+            return;
+        }
+        match self.pieces.last_mut() {
+            Some(Piece::New(last)) => last.extend_from_slice(b),
+            _ => self.pieces.push(Piece::New(b.to_vec())),
+        }
+    }
+}
+
+/// What mail-parser is given before the body: a placeholder header and the
+/// top-level MIME headers (the others do not matter to the content policy).
+/// The milter writes it ahead of the body as the body arrives, so the
+/// message is parsed without another copy of it.
+pub fn prelude(headers: &[(impl AsRef<str>, impl AsRef<str>)]) -> Vec<u8> {
+    let mut raw = b"X-Bsm: 1\r\n".to_vec();
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("content-") || lower == "mime-version" {
+            raw.extend_from_slice(name.as_bytes());
+            raw.extend_from_slice(b": ");
+            raw.extend(value.bytes().filter(|&b| b != b'\r' && b != b'\n'));
+            raw.extend_from_slice(b"\r\n");
+        }
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw
+}
+
 /// The policy's verdict on one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -172,7 +263,7 @@ pub enum Outcome {
     /// and the message has a top-level Content-Disposition, delete that too:
     /// a message that was one attachment and got a footer text part is now a
     /// `multipart/mixed`, which must not read as an attachment itself.
-    Rewritten { body: Vec<u8>, content_type: String, content_transfer_encoding: Option<String>, removed: Removed },
+    Rewritten { body: Spliced, content_type: String, content_transfer_encoding: Option<String>, removed: Removed },
     /// Refuse at end of message, e.g. `("554", "5.6.0", "...")`.
     Refuse { code: &'static str, xcode: &'static str, text: String },
 }
@@ -197,6 +288,16 @@ pub fn apply_with(
     relay_domain: &str,
     extras: &Extras,
 ) -> Outcome {
+    let mut raw = prelude(headers);
+    let start = raw.len();
+    raw.extend_from_slice(body);
+    apply_in(&raw, start, policy, relay_domain, extras)
+}
+
+/// [`apply_with`] on a buffer that holds [`prelude`] of `headers` followed
+/// by the body at `body_start`; the spans of the result refer to the body.
+pub fn apply_in(raw: &[u8], body_start: usize, policy: &ContentPolicy, relay_domain: &str, extras: &Extras) -> Outcome {
+    let body = &raw[body_start..];
     if policy.is_noop() && extras.footer.is_none() && !extras.strip_footer {
         return Outcome::Unchanged;
     }
@@ -207,7 +308,7 @@ pub fn apply_with(
             text: format!("Message too large for the content policy (limit {} MB)", MAX_MESSAGE_BYTES / (1024 * 1024)),
         };
     }
-    walk::apply(headers, body, policy, &relay_domain.to_ascii_lowercase(), extras)
+    walk::apply(raw, body_start, policy, &relay_domain.to_ascii_lowercase(), extras)
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ fn plain_text_is_rewritten_with_new_headers() {
     };
     assert_eq!(content_type, "text/plain; charset=\"utf-8\"");
     assert_eq!(content_transfer_encoding.as_deref(), Some("7bit"));
-    assert_eq!(String::from_utf8(body).unwrap(), "Mail [email removed] or call [phone removed]\r\n");
+    assert_eq!(String::from_utf8(body.to_vec(b"")).unwrap(), "Mail [email removed] or call [phone removed]\r\n");
     assert_eq!(removed.summary(), "1 email, 1 phone");
 }
 
@@ -239,4 +239,38 @@ fn folded_header_values_are_understood() {
     let Outcome::Rewritten { content_type, removed, .. } = r else { panic!("{r:?}") };
     assert!(content_type.starts_with("multipart/alternative;"), "{content_type}");
     assert_eq!(removed.phones, 1);
+}
+
+/// A buyer message with a large attachment gets its footer without the
+/// attachment being copied: the rebuilt body refers to it.
+#[test]
+fn a_large_attachment_passes_through_as_a_span_of_the_input() {
+    use base64::Engine as _;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+    let lines: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let body = format!(
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPhotos attached.\r\n--b\r\n\
+         Content-Type: application/zip; name=\"p.zip\"\r\nContent-Disposition: attachment; filename=\"p.zip\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        lines.join("\r\n")
+    );
+    let h = ct("multipart/mixed; boundary=\"b\"");
+    let extras = Extras {
+        footer: Some(Footer { token: "t".repeat(24), relay_domain: RELAY.into(), relay_name: "Relay".into() }),
+        strip_footer: false,
+    };
+    let policy = ContentPolicy::buyer_to_seller_default();
+    let Outcome::Rewritten { body: out, content_type, .. } = apply_with(&h, body.as_bytes(), &policy, RELAY, &extras)
+    else {
+        panic!("not rewritten")
+    };
+    assert!(out.spanned_len() >= b64.len(), "spanned {} of {}", out.spanned_len(), b64.len());
+    let rebuilt = out.to_vec(body.as_bytes());
+    assert_eq!(out.len(), rebuilt.len());
+    let full = [format!("Content-Type: {content_type}\r\n\r\n").into_bytes(), rebuilt].concat();
+    let parsed = mail_parser::MessageParser::new().parse(&full).unwrap();
+    assert!(parsed.body_text(0).unwrap().contains("no-response-needed+"), "footer missing");
+    let attachment = parsed.attachments().next().expect("attachment kept");
+    assert_eq!(attachment.contents(), data.as_slice());
 }

@@ -4,7 +4,7 @@ use super::attachment::{self, Reason};
 use super::footer::{self, Extras};
 use super::html::{self, HtmlPolicy, escape_text};
 use super::text::{Rules, scrub, unflow};
-use super::{ContentPolicy, MAX_DEPTH, MAX_PARTS, Outcome, Removed};
+use super::{ContentPolicy, MAX_DEPTH, MAX_PARTS, Outcome, Removed, Spliced};
 use mail_builder::headers::content_type::ContentType as BuiltType;
 use mail_builder::mime::{BodyPart, MimePart};
 use mail_parser::decoders::charsets::map::charset_decoder;
@@ -54,48 +54,99 @@ enum Node<'x> {
     Dropped,
 }
 
-pub(super) fn apply(
-    headers: &[(String, String)],
-    body: &[u8],
+/// `raw`: [`super::prelude`] of the top-level headers, then the body from `body_start`.
+pub(super) fn apply(raw: &[u8], body_start: usize, policy: &ContentPolicy, relay: &str, extras: &Extras) -> Outcome {
+    match walk(raw, body_start, policy, relay, extras, true) {
+        Some(outcome) => outcome,
+        // A span's placeholder did not survive the writer: rebuild with copies.
+        None => walk(raw, body_start, policy, relay, extras, false).expect("no spans, nothing to miss"),
+    }
+}
+
+fn walk(
+    raw: &[u8],
+    body_start: usize,
     policy: &ContentPolicy,
     relay: &str,
     extras: &Extras,
-) -> Outcome {
-    let mut raw = Vec::with_capacity(body.len() + 256);
-    // mail-parser wants at least one header; only the MIME ones matter here.
-    raw.extend_from_slice(b"X-Bsm: 1\r\n");
-    for (name, value) in headers {
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("content-") || lower == "mime-version" {
-            raw.extend_from_slice(name.as_bytes());
-            raw.extend_from_slice(b": ");
-            raw.extend(value.bytes().filter(|&b| b != b'\r' && b != b'\n'));
-            raw.extend_from_slice(b"\r\n");
-        }
-    }
-    raw.extend_from_slice(b"\r\n");
-    raw.extend_from_slice(body);
-    let Some(msg) = MessageParser::new().parse(&raw) else {
-        return refuse("The message could not be parsed");
+    splice: bool,
+) -> Option<Outcome> {
+    let outcome = |o| Some(o);
+    let Some(msg) = MessageParser::new().parse(raw) else {
+        return outcome(refuse("The message could not be parsed"));
     };
     if policy.is_noop() && extras.footer.is_none() && !mentions_footer(&msg, relay) {
         // Only stripping, and nothing to strip.
-        return Outcome::Unchanged;
+        return outcome(Outcome::Unchanged);
     }
     let mut w = Walker::new(policy, relay, 0);
     w.strip = extras.strip_footer;
     w.footer = extras.footer.as_ref().map(|f| (f.text(), f.html()));
     match w.run(&msg) {
-        Err(Refusal(text)) => refuse(&text),
-        Ok(None) => Outcome::Unchanged,
+        Err(Refusal(text)) => outcome(refuse(&text)),
+        Ok(None) => outcome(Outcome::Unchanged),
         Ok(Some(root)) => {
-            let Some(part) = to_mime(root) else {
-                return refuse("The message has no content left after the content policy");
+            let mut spans = Spans::new(raw, body_start, splice);
+            let Some(part) = to_mime(root, &mut spans) else {
+                return outcome(refuse("The message has no content left after the content policy"));
             };
-            let mut out = Vec::with_capacity(body.len() + 1024);
+            let mut out = Vec::new();
             part.write_part(&mut out);
-            split_root(out, w.removed)
+            Some(split_root(spans.splice(out)?, w.removed))
         }
+    }
+}
+
+/// Large attachments that pass through as they came (valid base64) are not
+/// copied into the rebuilt body: the writer gets a placeholder, and the
+/// result refers to the attachment's span of the input body instead.
+struct Spans<'r> {
+    raw: &'r [u8],
+    body_start: usize,
+    enabled: bool,
+    tag: String,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+/// Attachments smaller than this are copied: a span is not worth it.
+const SPAN_MIN: usize = 64 * 1024;
+
+impl<'r> Spans<'r> {
+    fn new(raw: &'r [u8], body_start: usize, enabled: bool) -> Self {
+        // Random, so no message can contain a placeholder.
+        let tag = format!("BSMSPAN{}N", crate::alias::random_local(16));
+        Spans { raw, body_start, enabled, tag, spans: Vec::new() }
+    }
+
+    /// A placeholder for `data` if it is a large slice of the body.
+    fn placeholder(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let start = (data.as_ptr() as usize).checked_sub(self.raw.as_ptr() as usize)?;
+        let end = start + data.len();
+        if !self.enabled || data.len() < SPAN_MIN || start < self.body_start || end > self.raw.len() {
+            return None;
+        }
+        let n = self.spans.len();
+        self.spans.push(start - self.body_start..end - self.body_start);
+        Some(format!("{}{n:08}", self.tag).into_bytes())
+    }
+
+    /// The written body with each placeholder replaced by its span; `None`
+    /// if a placeholder is missing.
+    fn splice(self, out: Vec<u8>) -> Option<Spliced> {
+        if self.spans.is_empty() {
+            return Some(Spliced::new(out));
+        }
+        let mut spliced = Spliced::default();
+        let mut rest = out.as_slice();
+        for (n, span) in self.spans.into_iter().enumerate() {
+            let mark = format!("{}{n:08}", self.tag);
+            let at = rest.windows(mark.len()).position(|w| w == mark.as_bytes())?;
+            spliced.push_new(&rest[..at]);
+            spliced.push_old(span);
+            rest = &rest[at + mark.len()..];
+        }
+        spliced.push_new(rest);
+        Some(spliced)
     }
 }
 
@@ -131,7 +182,8 @@ fn refuse(text: &str) -> Outcome {
 
 /// The root part's headers become the top-level Content-Type and
 /// Content-Transfer-Encoding; the rest is the new body.
-fn split_root(mut out: Vec<u8>, removed: Removed) -> Outcome {
+fn split_root(mut body: Spliced, removed: Removed) -> Outcome {
+    let out = body.head_mut();
     let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(out.len());
     let head = String::from_utf8_lossy(&out[..at]).replace("\r\n\t", " ").replace("\r\n ", " ");
     let mut content_type = String::from("text/plain; charset=utf-8");
@@ -146,7 +198,7 @@ fn split_root(mut out: Vec<u8>, removed: Removed) -> Outcome {
         }
     }
     out.drain(..(at + 4).min(out.len()));
-    Outcome::Rewritten { body: out, content_type, content_transfer_encoding: cte, removed }
+    Outcome::Rewritten { body, content_type, content_transfer_encoding: cte, removed }
 }
 
 struct Walker<'p> {
@@ -748,7 +800,7 @@ fn valid_qp(raw: &[u8]) -> bool {
     true
 }
 
-fn to_mime(node: Node<'_>) -> Option<MimePart<'_>> {
+fn to_mime<'x>(node: Node<'x>, spans: &mut Spans<'_>) -> Option<MimePart<'x>> {
     Some(match node {
         Node::Dropped => return None,
         Node::Multipart { subtype, params, children } => {
@@ -756,7 +808,7 @@ fn to_mime(node: Node<'_>) -> Option<MimePart<'_>> {
             for (k, v) in params {
                 ct = ct.attribute(k, v);
             }
-            let children: Vec<MimePart<'_>> = children.into_iter().filter_map(to_mime).collect();
+            let children: Vec<MimePart<'_>> = children.into_iter().filter_map(|c| to_mime(c, spans)).collect();
             MimePart::new(ct, BodyPart::Multipart(children))
         }
         Node::Text { subtype, text, disposition, cid } => {
@@ -769,6 +821,10 @@ fn to_mime(node: Node<'_>) -> Option<MimePart<'_>> {
             if let Some(n) = name {
                 ct = ct.attribute("name", n);
             }
+            let data = match base64.then(|| spans.placeholder(&data)).flatten() {
+                Some(placeholder) => Cow::Owned(placeholder),
+                None => data,
+            };
             let part = with_disposition(MimePart::new(ct, BodyPart::Binary(data)), disposition, cid);
             if base64 { part.transfer_encoding("base64") } else { part }
         }

@@ -100,9 +100,18 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
             Box::pin(async move {
                 let Some(conn) = cx.data.as_mut() else { return Status::Tempfail };
                 let from = args.first().map(|a| lossy(a)).unwrap_or_default();
+                let size = args.iter().skip(1).find_map(|a| {
+                    let (key, value) = a.to_str().ok()?.split_at_checked(5)?;
+                    key.eq_ignore_ascii_case("SIZE=").then(|| value.parse::<usize>().ok()).flatten()
+                });
                 let login = cx.macros.get(c"{auth_authen}").map(lossy).filter(|l| !l.is_empty());
                 match conn.begin(&from, login) {
-                    Ok(()) => Status::Continue,
+                    Ok(()) => {
+                        if let Some(m) = conn.message.as_mut() {
+                            m.announced_size = size;
+                        }
+                        Status::Continue
+                    }
                     Err(e) => tempfail(&mut cx.reply, &queue_id(&cx.macros), "sender look-up", &e),
                 }
             })
@@ -174,7 +183,7 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     let Some(conn) = cx.data.as_mut() else {
         return Status::Tempfail;
     };
-    let Some(msg) = conn.message.take() else {
+    let Some(mut msg) = conn.message.take() else {
         return Status::Tempfail;
     };
     let Some(target) = msg.target.clone() else {
@@ -188,7 +197,8 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     let relay = conn.relay.clone();
     let ops = relay.ops.clone();
     let started = std::time::Instant::now();
-    let auth = relay.authenticate(&target, &msg.sender, &conn.client, &msg.headers, &msg.body).await;
+    let prelude_len = msg.start_body(&relay.config.limits);
+    let auth = relay.authenticate(&target, &msg.sender, &conn.client, &msg.headers, msg.body()).await;
     let direction = match &target {
         Target::Conversation { from: crate::store::Party::Buyer, .. } => "buyer_to_seller",
         Target::Conversation { from: crate::store::Party::Seller, .. } => "seller_to_buyer",
@@ -197,20 +207,27 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
         Target::Outside => "outside",
     };
     // The store commits (fsync) before we answer: keep it off the async workers.
+    // The message comes back: a rebuilt body refers to its attachments.
     let verdict = tokio::task::spawn_blocking(move || {
         let v = relay.end_of_message(&crate::relay::Incoming {
             target: &target,
             rcpts: &msg.rcpts,
             headers: &msg.headers,
-            body: &msg.body,
+            body: msg.body(),
+            raw: &msg.raw,
+            prelude_len,
             auth: auth.as_ref(),
         });
-        drop(msg);
-        v
+        (v, msg)
     })
     .await;
+    let (verdict, msg) = match verdict {
+        Ok((v, msg)) => (Ok(v), Some(msg)),
+        Err(e) => (Err(e), None),
+    };
+    let original = msg.as_ref().map_or(&[][..], |m| m.body());
     let status = match verdict {
-        Ok(Ok(Verdict::Deliver { rewrite, summary })) => match apply(&cx.actions, &rewrite).await {
+        Ok(Ok(Verdict::Deliver { rewrite, summary })) => match apply(&cx.actions, &rewrite, original).await {
             Ok(()) => {
                 info!("{qid}: {summary}");
                 ops.message(direction, "delivered");
@@ -237,7 +254,7 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     status
 }
 
-async fn apply(actions: &impl ContextActions, rw: &Rewrite) -> Result<(), indymilter::ActionError> {
+async fn apply(actions: &impl ContextActions, rw: &Rewrite, original: &[u8]) -> Result<(), indymilter::ActionError> {
     for edit in &rw.headers {
         match edit {
             HeaderEdit::Change { name, index, value } => {
@@ -257,7 +274,12 @@ async fn apply(actions: &impl ContextActions, rw: &Rewrite) -> Result<(), indymi
         actions.add_recipient(r.as_str()).await?;
     }
     if let Some(body) = &rw.body {
-        actions.replace_body(body).await?;
+        if body.is_empty() {
+            actions.replace_body(&[]).await?;
+        }
+        for piece in body.slices(original) {
+            actions.replace_body(piece).await?;
+        }
     }
     Ok(())
 }

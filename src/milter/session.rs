@@ -68,7 +68,13 @@ pub struct Message {
     pub rcpts: Vec<String>,
     pub target: Option<Target>,
     pub headers: Vec<RawHeader>,
-    pub body: Vec<u8>,
+    /// [`crate::content::prelude`] of the headers, then the body as it
+    /// arrives: the content policy parses this buffer without copying it.
+    pub raw: Vec<u8>,
+    /// Where the body starts in `raw`; `None` until the prelude is written.
+    pub prelude_len: Option<usize>,
+    /// The size the client announced (`MAIL FROM … SIZE=`), to allocate once.
+    pub announced_size: Option<usize>,
     header_bytes: usize,
     /// Set once a limit is exceeded: nothing more is kept, end of message refuses.
     pub too_big: Option<Refusal>,
@@ -93,7 +99,9 @@ impl Connection {
             rcpts: Vec::new(),
             target: None,
             headers: Vec::new(),
-            body: Vec::new(),
+            raw: Vec::new(),
+            prelude_len: None,
+            announced_size: None,
             header_bytes: 0,
             too_big: None,
             _guard: guard,
@@ -151,11 +159,31 @@ impl Message {
         if self.too_big.is_some() {
             return;
         }
-        if self.header_bytes + self.body.len() + chunk.len() > limits.max_message_bytes {
+        let start = self.start_body(limits);
+        if self.header_bytes + (self.raw.len() - start) + chunk.len() > limits.max_message_bytes {
             self.too_big = Some(Refusal::MessageTooBig);
-            self.body = Vec::new();
+            self.raw = Vec::new();
             return;
         }
-        self.body.extend_from_slice(chunk);
+        self.raw.extend_from_slice(chunk);
+    }
+
+    /// Writes the prelude once the headers are complete; returns where the body starts.
+    pub fn start_body(&mut self, limits: &LimitsConfig) -> usize {
+        if let Some(start) = self.prelude_len {
+            return start;
+        }
+        let pairs: Vec<(&str, &str)> = self.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+        let prelude = crate::content::prelude(&pairs);
+        let expected = self.announced_size.filter(|&s| s <= limits.max_message_bytes).unwrap_or(0);
+        self.raw = Vec::with_capacity(prelude.len() + expected);
+        self.raw.extend_from_slice(&prelude);
+        self.prelude_len = Some(prelude.len());
+        prelude.len()
+    }
+
+    /// The body received so far.
+    pub fn body(&self) -> &[u8] {
+        self.prelude_len.map_or(&[], |start| &self.raw[start..])
     }
 }

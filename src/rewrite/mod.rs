@@ -38,7 +38,17 @@ pub struct Rewrite {
     /// Envelope recipients to add, bracketed.
     pub add_rcpts: Vec<String>,
     /// A replacement body (the headers that describe it are in `headers`).
-    pub body: Option<Vec<u8>>,
+    pub body: Option<crate::content::Spliced>,
+}
+
+impl Rewrite {
+    /// The delivered body: the replacement, or `original` when there is none.
+    pub fn body_slices<'a>(&'a self, original: &'a [u8]) -> Box<dyn Iterator<Item = &'a [u8]> + 'a> {
+        match &self.body {
+            Some(b) => Box::new(b.slices(original)),
+            None => Box::new(std::iter::once(original)),
+        }
+    }
 }
 
 /// Each header with its 1-based index among the headers of the same name

@@ -80,7 +80,7 @@ pub fn replace_message(original: &[RawHeader], notice: &[u8]) -> Rewrite {
         .collect();
     let (headers, body) = split(notice);
     edits.extend(headers.into_iter().map(|h| HeaderEdit::Add { name: h.name, value: h.value }));
-    Rewrite { headers: super::order_edits(edits), body: Some(body), ..Rewrite::default() }
+    Rewrite { headers: super::order_edits(edits), body: Some(crate::content::Spliced::new(body)), ..Rewrite::default() }
 }
 
 #[cfg(test)]

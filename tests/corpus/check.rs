@@ -35,8 +35,8 @@ pub fn deliver(raw: &[u8], policy: &ContentPolicy) -> (Vec<u8>, Outcome) {
 
 /// [`deliver`] with a footer to add or strip.
 pub fn deliver_with(raw: &[u8], policy: &ContentPolicy, extras: &Extras) -> (Vec<u8>, Outcome) {
-    let (headers, body) = split(raw);
-    let outcome = apply_with(&headers, &body, policy, RELAY, extras);
+    let (headers, body_in) = split(raw);
+    let outcome = apply_with(&headers, &body_in, policy, RELAY, extras);
     let out = match &outcome {
         Outcome::Unchanged => raw.to_vec(),
         Outcome::Rewritten { body, content_type, content_transfer_encoding, .. } => {
@@ -55,7 +55,7 @@ pub fn deliver_with(raw: &[u8], policy: &ContentPolicy, extras: &Extras) -> (Vec
                 m.extend_from_slice(format!("Content-Transfer-Encoding: {cte}\r\n").as_bytes());
             }
             m.extend_from_slice(b"\r\n");
-            m.extend_from_slice(body);
+            m.extend_from_slice(&body.to_vec(&body_in));
             m
         }
         Outcome::Refuse { .. } => Vec::new(),
