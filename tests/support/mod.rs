@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod daemon;
+pub mod faults;
 pub mod postfix;
 pub mod process;
 pub mod world;
