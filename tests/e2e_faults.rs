@@ -14,10 +14,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use support::faults::{now, sending_mta};
+use support::faults::{now, segments_around, sending_mta};
 use support::postfix::{SinkMessage, Smtp, send};
 use support::process::{Served, ok, write_config};
 use support::world::{World, assert_no_trace, header, json, message};
+
+const TEMPFAIL: (u16, &str) = (451, "4.3.0 Temporary failure in the relay, try again later");
 
 fn marker_of(msg: &SinkMessage) -> String {
     let subject = header(msg, "Subject").unwrap_or_default();
@@ -524,6 +526,119 @@ async fn sigkill_during_store_commits_loses_nothing_acknowledged() {
         l.unacknowledged_commits,
         started.elapsed().as_secs_f64()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) a full archive, a store that cannot write
+// ---------------------------------------------------------------------------------------------
+
+fn question(w: &World, n: u32) -> Vec<u8> {
+    message(
+        &[
+            ("From", "bob@buyer-mail.example"),
+            ("To", &w.seller_alias),
+            ("Subject", &format!("Is there room? FM-{n:03}")),
+            ("Message-ID", &format!("<room-{n}@buyer-mail.example>")),
+        ],
+        &format!("Is there room for FM-{n:03}?\r\n"),
+    )
+}
+
+fn answer(w: &World, n: u32) -> Vec<u8> {
+    message(
+        &[
+            ("From", "alice@seller-corp.example"),
+            ("To", &w.s1b1),
+            ("Subject", &format!("Re: room FM-{n:03}")),
+            ("Message-ID", &format!("<room-{n}@seller-corp.example>")),
+        ],
+        &format!("There is room, FM-{n:03}.\r\n"),
+    )
+}
+
+/// Sends the question (buyer -> seller) and the answer (seller -> buyer); their final replies.
+fn send_both(w: &World, n: u32) -> [(u16, String); 2] {
+    let (_, r1, d1) = send(w.port(), "bob@buyer-mail.example", &[&w.seller_alias], &question(w, n));
+    let (m2, r2, d2) = send(w.port(), "alice@seller-corp.example", &[&w.s1b1], &answer(w, n + 1));
+    let log = w.milter.as_ref().map(|m| m.log_text()).unwrap_or_default();
+    assert_eq!((r1[0].code, r2[0].code), (250, 250), "{m2} / {}\n{log}", r2[0]);
+    [d1, d2].map(|d| d.map(|d| (d.code, d.text)).unwrap())
+}
+
+fn assert_tempfails(replies: [(u16, String); 2]) {
+    for r in replies {
+        assert_eq!((r.0, r.1.as_str()), TEMPFAIL);
+    }
+}
+
+/// After the fault: the same process still serves, nothing more was delivered; then, the fault
+/// fixed, the same messages (Postfix's retries) are delivered once each and archived readably.
+fn recovers(w: &mut World, n: u32, fix: impl FnOnce()) {
+    let milter = w.milter.as_mut().unwrap();
+    assert!(milter.is_running(), "the milter died: {}", milter.log_text());
+    let before = w.postfix.delivered().len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.postfix.delivered().len(), before, "delivered during the fault");
+    fix();
+    for (code, text) in send_both(w, n) {
+        assert_eq!(code, 250, "after the fault: {code} {text}");
+    }
+    w.postfix.wait_delivered(before + 2, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    let got = w.postfix.delivered().split_off(before);
+    let mut markers: Vec<String> = got.iter().map(marker_of).collect();
+    markers.sort();
+    assert_eq!(markers, [format!("FM-{n:03}"), format!("FM-{:03}", n + 1)], "delivered more than once?");
+    for m in &got {
+        let secrets: &[&str] =
+            if m.rcpt_to == ["bob@buyer-mail.example"] { &["alice", "seller-corp"] } else { &["bob@", "buyer-mail"] };
+        assert_no_trace(m, secrets);
+    }
+    // One record each, and each archived copy reads back whole: what was sent, no more.
+    let listed = json(&ok(&w.config, &["archive", "list", "--json"]));
+    for (k, sent) in [(n, question(w, n)), (n + 1, answer(w, n + 1))] {
+        let marker = format!("FM-{k:03}");
+        let records: Vec<_> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["subject"].as_str().is_some_and(|s| s.contains(&marker)))
+            .collect();
+        assert_eq!(records.len(), 1, "{marker}: {listed}");
+        let id = records[0]["id"].as_str().unwrap();
+        let original = ok(&w.config, &["archive", "show", id, "--original"]);
+        let sent = String::from_utf8(sent).unwrap();
+        let (sent_head, sent_body) = sent.split_once("\r\n\r\n").unwrap();
+        let whole = original.matches("Subject:").count() == 1
+            && original.starts_with(sent_head.lines().next().unwrap())
+            && original.ends_with(sent_body);
+        assert!(whole, "archived original of {marker} is not what was sent:\n{original:?}");
+        let delivered = ok(&w.config, &["archive", "show", id, "--delivered"]);
+        assert!(delivered.contains(sent_body.trim_end()), "archived delivered copy of {marker}:\n{delivered}");
+    }
+}
+
+#[test]
+fn a_full_archive_tempfails_and_the_milter_recovers() {
+    let started = Instant::now();
+    let mut w = World::start();
+    let archive = w.config.parent().unwrap().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    // Today's segment on a device that is always full: every append fails with ENOSPC.
+    let segments = segments_around(&archive, now());
+    for s in &segments {
+        std::os::unix::fs::symlink("/dev/full", s).unwrap();
+    }
+    assert_tempfails(send_both(&w, 1));
+    assert_tempfails(send_both(&w, 1)); // Postfix's retry, still full
+    let log = w.milter.as_ref().unwrap().log_text();
+    assert!(log.contains("archive") && log.contains("No space left on device"), "{log}");
+    recovers(&mut w, 1, || {
+        for s in &segments {
+            std::fs::remove_file(s).unwrap();
+        }
+    });
+    eprintln!("full archive: 4 tempfails, 0 delivered, then 2 delivered; {:.1}s", started.elapsed().as_secs_f64());
 }
 
 // ---------------------------------------------------------------------------------------------
