@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use support::faults::{now, segments_around, sending_mta};
+use support::faults::{now, segments_around, sending_mta, set_file_size_limit};
 use support::postfix::{SinkMessage, Smtp, send};
 use support::process::{Served, ok, write_config};
 use support::world::{World, assert_no_trace, header, json, message};
@@ -639,6 +639,27 @@ fn a_full_archive_tempfails_and_the_milter_recovers() {
         }
     });
     eprintln!("full archive: 4 tempfails, 0 delivered, then 2 delivered; {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn an_archive_append_cut_short_by_a_full_disk_tempfails_and_later_copies_stay_whole() {
+    let started = Instant::now();
+    let mut w = World::start();
+    let pid = w.milter.as_ref().unwrap().pid();
+    let archive = w.config.parent().unwrap().join("archive");
+    // The disk fills up 100 bytes into the next append: part of it is written, then ENOSPC
+    // (here EFBIG, from a file-size limit on the daemon).
+    for (code, text) in send_both(&w, 90) {
+        assert_eq!(code, 250, "{text}");
+    }
+    w.postfix.wait_delivered(2, Duration::from_secs(30));
+    let segment = segments_around(&archive, now()).into_iter().find(|s| s.exists()).unwrap();
+    let len = std::fs::metadata(&segment).unwrap().len();
+    set_file_size_limit(pid, Some(len + 100));
+    assert_tempfails(send_both(&w, 1));
+    assert!(std::fs::metadata(&segment).unwrap().len() > len, "nothing of the append was written");
+    recovers(&mut w, 1, || set_file_size_limit(pid, None));
+    eprintln!("archive append cut short: 2 tempfails, then 2 delivered whole; {:.1}s", started.elapsed().as_secs_f64());
 }
 
 // ---------------------------------------------------------------------------------------------
