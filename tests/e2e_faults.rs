@@ -581,7 +581,8 @@ fn recovers(w: &mut World, n: u32, fix: impl FnOnce()) {
     assert_eq!(w.postfix.delivered().len(), before, "delivered during the fault");
     fix();
     for (code, text) in send_both(w, n) {
-        assert_eq!(code, 250, "after the fault: {code} {text}");
+        let log = w.milter.as_ref().unwrap().log_text();
+        assert_eq!(code, 250, "after the fault: {code} {text}\n{log}");
     }
     w.postfix.wait_delivered(before + 2, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
@@ -660,6 +661,30 @@ fn an_archive_append_cut_short_by_a_full_disk_tempfails_and_later_copies_stay_wh
     assert!(std::fs::metadata(&segment).unwrap().len() > len, "nothing of the append was written");
     recovers(&mut w, 1, || set_file_size_limit(pid, None));
     eprintln!("archive append cut short: 2 tempfails, then 2 delivered whole; {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn a_store_that_cannot_write_tempfails_and_the_milter_recovers() {
+    let started = Instant::now();
+    let mut w = World::start();
+    let pid = w.milter.as_ref().unwrap().pid();
+    let store = w.config.parent().unwrap().join("store.redb");
+    // Every write past the first 16 KiB of a file fails (EFBIG, as ENOSPC would on a full disk):
+    // today's archive segment (a few KiB) is still written, the store's commits are not.
+    const LIMIT: u64 = 16 * 1024;
+    let store_len = std::fs::metadata(&store).unwrap().len();
+    assert!(store_len > 4 * LIMIT, "the store file is only {store_len} bytes: the limit would not bite");
+    set_file_size_limit(pid, Some(LIMIT));
+    assert_tempfails(send_both(&w, 1));
+    // The admin API fails cleanly too, and applies nothing.
+    let err = support::process::fails(&w.config, &["buyer", "add", "B9", "--email", "dana@dana-mail.example"]);
+    assert!(err.contains("store"), "{err}");
+    let log = w.milter.as_ref().unwrap().log_text();
+    assert!(log.contains(": store: ") && log.contains("temporary failure"), "{log}");
+    recovers(&mut w, 1, || set_file_size_limit(pid, None));
+    // The store is writable again, for the admin API as well.
+    ok(&w.config, &["buyer", "add", "B9", "--email", "dana@dana-mail.example"]);
+    eprintln!("store cannot write: 2 tempfails, then 2 delivered; {:.1}s", started.elapsed().as_secs_f64());
 }
 
 // ---------------------------------------------------------------------------------------------
