@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use support::faults::{now, segments_around, sending_mta, set_file_size_limit};
+use support::faults::{Immutable, now, segments_around, sending_mta, set_file_size_limit};
 use support::postfix::{SinkMessage, Smtp, send};
 use support::process::{Served, ok, write_config};
 use support::world::{World, assert_no_trace, header, json, message};
@@ -682,9 +682,32 @@ fn a_store_that_cannot_write_tempfails_and_the_milter_recovers() {
     let log = w.milter.as_ref().unwrap().log_text();
     assert!(log.contains(": store: ") && log.contains("temporary failure"), "{log}");
     recovers(&mut w, 1, || set_file_size_limit(pid, None));
-    // The store is writable again, for the admin API as well.
+    // The store is writable again, for the admin API as well (the failed add applied nothing).
     ok(&w.config, &["buyer", "add", "B9", "--email", "dana@dana-mail.example"]);
-    eprintln!("store cannot write: 2 tempfails, then 2 delivered; {:.1}s", started.elapsed().as_secs_f64());
+
+    // Unwritable: the store file made immutable. The failed commit closes the database, and it
+    // cannot be reopened for writing: later messages tempfail as early as MAIL FROM.
+    let Some(immutable) = Immutable::set(&store) else {
+        eprintln!("store cannot write: no immutable flag on this file system, unwritable case skipped");
+        return;
+    };
+    for (from, rcpt, msg) in [
+        ("bob@buyer-mail.example", &w.seller_alias, question(&w, 3)),
+        ("alice@seller-corp.example", &w.s1b1, answer(&w, 4)),
+    ] {
+        let (mail, rcpts, data) = send(w.port(), from, &[rcpt], &msg);
+        let refused = match &data {
+            Some(d) => d,
+            None if rcpts[0].is_transient() => &rcpts[0],
+            None => &mail,
+        };
+        assert_eq!((refused.code, refused.text.as_str()), TEMPFAIL, "{mail} / {} / {data:?}", rcpts[0]);
+    }
+    recovers(&mut w, 3, || drop(immutable));
+    eprintln!(
+        "store cannot write: full: 2 tempfails, then 2 delivered; immutable: 2 tempfails, then 2 delivered; {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
