@@ -258,6 +258,7 @@ impl Daemon {
 /// `bsm-milter serve`: bind, then serve until SIGTERM or SIGINT; SIGHUP reloads.
 pub async fn serve(config: SharedConfig) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
+    ignore_file_size_signal();
     let daemon = Daemon::bind(config.clone()).await?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Milter)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Milter)?;
@@ -272,6 +273,17 @@ pub async fn serve(config: SharedConfig) -> Result<(), ServeError> {
         }
     };
     daemon.run(shutdown).await
+}
+
+/// A write past the file-size limit (`ulimit -f`, systemd `LimitFSIZE=`) must
+/// fail like a full disk (`EFBIG`: the message tempfails) instead of killing
+/// the daemon with SIGXFSZ.
+fn ignore_file_size_signal() {
+    // SAFETY: sets the disposition of one signal to SIG_IGN, before any thread
+    // of ours could depend on it; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 /// An error and its causes, one per line.

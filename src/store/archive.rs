@@ -39,11 +39,21 @@ pub struct ArchiveRef {
 struct Segment {
     file: File,
     len: u64,
+    /// Appended to since its last flush.
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct Segments {
+    open: HashMap<String, Segment>,
+    /// Segments given up after a failed append, still holding other writers' copies that the
+    /// next flush must make durable.
+    retired: Vec<File>,
 }
 
 pub struct Archive {
     dir: PathBuf,
-    segments: Mutex<HashMap<String, Segment>>,
+    segments: Mutex<Segments>,
     flush: GroupSync,
 }
 
@@ -59,7 +69,7 @@ fn is_day(name: &str) -> Option<&str> {
 
 impl Archive {
     pub fn new(dir: impl Into<PathBuf>) -> Archive {
-        Archive { dir: dir.into(), segments: Mutex::new(HashMap::new()), flush: GroupSync::default() }
+        Archive { dir: dir.into(), segments: Mutex::default(), flush: GroupSync::default() }
     }
 
     fn path(&self, day: &str) -> PathBuf {
@@ -68,23 +78,25 @@ impl Archive {
 
     /// Appends a message's copies and returns once they are durable. Each copy
     /// is given in pieces (header block, body) so large bodies are not copied.
+    ///
+    /// A failed append (disk full) may leave part of the copy in the file: the
+    /// segment is then given up, and the next message reopens it and appends
+    /// after whatever is there, so every recorded offset stays right. Reopening
+    /// also picks up a segment file that was replaced meanwhile.
     pub fn write(&self, at: u64, original: &[&[u8]], delivered: Option<&[&[u8]]>) -> io::Result<ArchiveRef> {
         let day = day_dir(at);
         let location = {
             let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-            if !segments.contains_key(&day) {
+            if !segments.open.contains_key(&day) {
                 fs::create_dir_all(&self.dir)?;
-                let path = self.path(&day);
-                let created = !path.exists();
-                let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
-                if created {
-                    // The new name must survive a crash too.
-                    File::open(&self.dir)?.sync_all()?;
-                }
+                let file = OpenOptions::new().create(true).append(true).read(true).open(self.path(&day))?;
+                // The name must survive a crash too: synced on every open, so an open that
+                // created the file and then failed does not leave it unsynced for the next one.
+                File::open(&self.dir)?.sync_all()?;
                 let len = file.metadata()?.len();
-                segments.insert(day.clone(), Segment { file, len });
+                segments.open.insert(day.clone(), Segment { file, len, dirty: false });
             }
-            let seg = segments.get_mut(&day).expect("inserted above");
+            let seg = segments.open.get_mut(&day).expect("inserted above");
             let mut append = |pieces: &[&[u8]]| -> io::Result<Span> {
                 let span = Span { offset: seg.len, len: pieces.iter().map(|p| p.len() as u64).sum() };
                 for p in pieces {
@@ -93,13 +105,33 @@ impl Archive {
                 seg.len += span.len;
                 Ok(span)
             };
-            let original = append(original)?;
-            let delivered = delivered.map(&mut append).transpose()?;
-            ArchiveRef { original, delivered }
+            let appended = append(original).and_then(|original| {
+                let delivered = delivered.map(&mut append).transpose()?;
+                Ok(ArchiveRef { original, delivered })
+            });
+            match appended {
+                Ok(location) => {
+                    seg.dirty = true;
+                    location
+                }
+                Err(e) => {
+                    let seg = segments.open.remove(&day).expect("appended to above");
+                    if seg.dirty {
+                        segments.retired.push(seg.file);
+                    }
+                    return Err(e);
+                }
+            }
         };
         self.flush.sync(|| {
-            let segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-            segments.values().try_for_each(|s| s.file.sync_data())
+            let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            let segments = &mut *segments;
+            segments.open.values().filter(|s| s.dirty).try_for_each(|s| s.file.sync_data())?;
+            segments.retired.iter().try_for_each(|f| f.sync_data())?;
+            // Appends wait for the lock held here: what was dirty is durable now.
+            segments.open.values_mut().for_each(|s| s.dirty = false);
+            segments.retired.clear();
+            Ok(())
         })?;
         Ok(location)
     }
@@ -122,7 +154,7 @@ impl Archive {
     /// day segments went.
     pub fn purge_before(&self, cutoff_day: &str) -> io::Result<usize> {
         let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-        segments.retain(|day, _| day.as_str() >= cutoff_day);
+        segments.open.retain(|day, _| day.as_str() >= cutoff_day);
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -177,6 +209,24 @@ mod tests {
         assert_eq!(b.purge_before("2026-11-24").unwrap(), 1);
         assert!(b.read(day, &r1, Copy::Original).is_err());
         assert_eq!(b.read(day + 86_400, &r2, Copy::Original).unwrap(), b"second");
+    }
+
+    #[test]
+    fn a_full_segment_fails_the_write_and_the_next_one_reopens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::new(dir.path());
+        let day = 20_780 * 86_400;
+        // Today's segment is on a device that is always full (ENOSPC).
+        let path = dir.path().join("2026-11-23.seg");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        assert_eq!(a.write(day, &[b"first"], None).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(a.write(day, &[b"first"], None).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        // Space again: the next write opens the segment afresh.
+        fs::remove_file(&path).unwrap();
+        let r1 = a.write(day, &[b"first"], None).unwrap();
+        let r2 = a.write(day, &[b"second"], None).unwrap();
+        assert_eq!((r1.original.offset, r2.original.offset), (0, 5));
+        assert_eq!(a.read(day, &r2, Copy::Original).unwrap(), b"second");
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! The embedded store: redb, one file, fsync on every commit.
+//!
+//! After an I/O error (disk full, a file-size limit, EIO) redb fails every
+//! later call on that `Database` ("close and re-open"): the store then reopens
+//! the file on its next call, so the relay serves again once the fault is gone
+//! instead of tempfailing every message until a restart.
 
 use super::*;
 use crate::alias::{ALIAS_LEN, mint_message_id, random_local};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
-use std::path::Path;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 // Values are JSON: small records, readable with any redb tool, and tolerant of
 // added fields.
@@ -57,9 +66,27 @@ fn original_key(seller: &str, buyer: &str, sender: Party, id: &str) -> String {
 }
 
 pub struct RedbStore {
-    db: Database,
+    path: PathBuf,
+    cache_bytes: usize,
+    /// `None` once closed after an I/O error, until a reopen succeeds. Every
+    /// call holds the read lock while it uses the database, so a reopen (write
+    /// lock) closes it with no transaction alive.
+    db: RwLock<Option<Database>>,
+    /// An I/O error latched the database: the next call reopens it.
+    failed: AtomicBool,
+    /// When the last reopen was tried: while the fault lasts, at most one try
+    /// (a repair of the file) per `REOPEN_INTERVAL`.
+    last_reopen: Mutex<Option<Instant>>,
     batch: std::sync::Mutex<Batch>,
     batch_done: std::sync::Condvar,
+}
+
+const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
+thread_local! {
+    /// Set by [`backend`] when a redb call on this thread failed with an I/O
+    /// error; store calls run on one thread, so the call that saw it knows.
+    static IO_FAILED: Cell<bool> = const { Cell::new(false) };
 }
 
 #[derive(Default)]
@@ -141,7 +168,11 @@ impl OwnedMessage {
 }
 
 fn backend(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Backend(e.into().to_string())
+    let e = e.into();
+    if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed) {
+        IO_FAILED.set(true);
+    }
+    StoreError::Backend(e.to_string())
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -188,6 +219,20 @@ impl RedbStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
+        let db = Self::open_db(path, cache_bytes)?;
+        Ok(RedbStore {
+            path: path.to_path_buf(),
+            cache_bytes,
+            db: RwLock::new(Some(db)),
+            failed: AtomicBool::new(false),
+            last_reopen: Mutex::new(None),
+            batch: Default::default(),
+            batch_done: Default::default(),
+        })
+    }
+
+    /// Opens (creates, repairs) the file and makes sure every table exists.
+    fn open_db(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .create(path)
@@ -214,21 +259,68 @@ impl RedbStore {
             txn.open_table(t).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        Ok(RedbStore { db, batch: Default::default(), batch_done: Default::default() })
+        Ok(db)
+    }
+
+    /// Runs `f` on the database, reopening it first if an I/O error latched
+    /// it; notes an I/O error `f` runs into. The call that fails returns its
+    /// error (the message tempfails); the next one gets a fresh database.
+    fn with_db<R>(&self, f: impl FnOnce(&Database) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        IO_FAILED.set(false);
+        let result = {
+            let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+            match db.as_ref() {
+                Some(db) => f(db),
+                None => Err(StoreError::Backend("the store is closed after an I/O error".into())),
+            }
+        };
+        if result.is_err() && IO_FAILED.get() {
+            self.failed.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(()); // another call reopened it meanwhile
+        }
+        {
+            let mut last = self.last_reopen.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+                return Err(StoreError::Backend("the store failed with an I/O error; reopening it shortly".into()));
+            }
+            *last = Some(Instant::now());
+        }
+        if let Some(old) = db.take() {
+            // Releases the file; the error is the latched one.
+            let _ = old.close();
+        }
+        *db = Some(Self::open_db(&self.path, self.cache_bytes)?);
+        self.failed.store(false, Ordering::Release);
+        tracing::warn!("store reopened after an I/O error");
+        Ok(())
     }
 
     fn read<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        f(&txn)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            f(&txn)
+        })
     }
 
     /// Runs `f` in a write transaction and commits (durably) only if it succeeds:
     /// an error leaves nothing half-applied.
     fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
-        let r = f(&txn)?;
-        txn.commit().map_err(backend)?;
-        Ok(r)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let r = f(&txn)?;
+            txn.commit().map_err(backend)?;
+            Ok(r)
+        })
     }
 
     fn load_seller(txn: &WriteTransaction, id: &str) -> Result<Seller, StoreError> {
@@ -417,19 +509,24 @@ impl RedbStore {
 
     fn commit_batch(&self, jobs: &[(u64, OwnedMessage)]) -> Vec<(u64, Result<Recorded, StoreError>)> {
         let run = || -> Result<Vec<(u64, Result<Recorded, StoreError>)>, StoreError> {
-            let txn = self.db.begin_write().map_err(backend)?;
-            let mut results = Vec::with_capacity(jobs.len());
-            for (id, job) in jobs {
-                match Self::record_in(&txn, &job.as_new()) {
-                    Err(e @ StoreError::Backend(_)) => return Err(e),
-                    r => results.push((*id, r)),
+            self.with_db(|db| {
+                let txn = db.begin_write().map_err(backend)?;
+                let mut results = Vec::with_capacity(jobs.len());
+                for (id, job) in jobs {
+                    match Self::record_in(&txn, &job.as_new()) {
+                        Err(e @ StoreError::Backend(_)) => return Err(e),
+                        r => results.push((*id, r)),
+                    }
                 }
-            }
-            txn.commit().map_err(backend)?;
-            Ok(results)
+                txn.commit().map_err(backend)?;
+                Ok(results)
+            })
         };
         match run() {
             Ok(results) => results,
+            Err(StoreError::Backend(e)) => {
+                jobs.iter().map(|(id, _)| (*id, Err(StoreError::Backend(e.clone())))).collect()
+            }
             Err(e) => jobs.iter().map(|(id, _)| (*id, Err(StoreError::Backend(e.to_string())))).collect(),
         }
     }

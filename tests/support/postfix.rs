@@ -940,6 +940,20 @@ impl Smtp {
         self.read_reply("(end of data)")
     }
 
+    /// Writes raw bytes without waiting for a reply (e.g. part of a message after `354`; the
+    /// caller does the dot-stuffing and the final `.`). Read the reply with [`reply`](Self::reply).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer
+            .write_all(bytes)
+            .and_then(|_| self.writer.flush())
+            .unwrap_or_else(|e| panic!("smtp client: writing raw data: {e}"));
+    }
+
+    /// Reads the next reply (`what` names it in panics).
+    pub fn reply(&mut self, what: &str) -> Reply {
+        self.read_reply(what)
+    }
+
     pub fn rset(&mut self) -> Reply {
         self.command("RSET")
     }

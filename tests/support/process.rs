@@ -117,6 +117,17 @@ impl Served {
         wait_timeout(&mut child, Duration::from_secs(40))
     }
 
+    /// Waits up to `limit` for the process to exit (after a `signal`), and its status.
+    pub fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        wait_timeout(&mut child, limit)
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     /// SIGKILL: no clean-up at all.
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();
