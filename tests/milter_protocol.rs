@@ -410,3 +410,39 @@ async fn with_sasl_required_sellers_must_log_in_with_a_mapped_login() {
     conn.close().await.unwrap();
     d.stop().await;
 }
+
+/// Methods combine: a seller's mapped SMTP AUTH login passes without any DNS;
+/// without it, the message must pass `verify`, whose DNS here does not answer.
+#[tokio::test]
+async fn sasl_and_verify_combine_and_a_login_needs_no_dns() {
+    let d = TestDaemon::start_with(
+        "[auth]\nmethods = [\"sasl\", \"verify\"]\ndns_servers = [\"127.0.0.1:9\"]\ndns_timeout_secs = 1\n",
+        std::sync::Arc::new(bsm_milter::clock::SystemClock),
+    )
+    .await;
+    let p = d.parties().await;
+    d.post("/v1/sellers/S1/logins", serde_json::json!({"login": "shop1-cs"})).await;
+    for login in [Some("shop1-cs"), None] {
+        let mut conn = TestConnection::configure().open_tcp(d.milter).await.unwrap();
+        let client: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        // `verify` asks for the client: it may answer (no-reply stage) or not.
+        let _ = conn.connect("client.test", client).await.unwrap();
+        conn.helo("client.test").await.unwrap();
+        let mut macros = vec![("i", "Q")];
+        macros.extend(login.map(|l| ("{auth_authen}", l)));
+        conn.macros(MacroStage::Mail, macros).await.unwrap();
+        conn.mail(["<sales@shop1.example>"]).await.unwrap();
+        // Not refused at RCPT: `verify` may still pass the message.
+        assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue, "{login:?}");
+        conn.data().await.unwrap();
+        send_headers(&mut conn, &[("From", "sales@shop1.example"), ("Subject", "Shipping")]).await;
+        conn.body("Your parcel ships on Friday.\r\n").await.unwrap();
+        let (_, status) = conn.eom().await.unwrap();
+        match login {
+            Some(_) => assert_eq!(status, Status::Continue),
+            None => assert!(reply_text(&status).starts_with("451 4.7.1 "), "{status:?}"),
+        }
+        conn.close().await.unwrap();
+    }
+    d.stop().await;
+}
