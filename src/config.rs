@@ -212,6 +212,10 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Longest body line, bytes without the line end (RFC 5322 allows 998;
+    /// the default only stops pathological input).
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -223,6 +227,9 @@ fn default_max_headers() -> usize {
 fn default_max_header_bytes() -> usize {
     262_144
 }
+fn default_max_line_bytes() -> usize {
+    65_536
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -230,6 +237,7 @@ impl Default for LimitsConfig {
             max_message_bytes: default_max_message_bytes(),
             max_headers: default_max_headers(),
             max_header_bytes: default_max_header_bytes(),
+            max_line_bytes: default_max_line_bytes(),
         }
     }
 }
@@ -434,6 +442,9 @@ impl Config {
         }
         if p.opt_out_exempt_categories.iter().any(|c| c.trim().is_empty()) {
             return Err("policy.opt_out_exempt_categories: categories must not be empty".into());
+        }
+        if self.limits.max_line_bytes < 998 {
+            return Err("limits.max_line_bytes: must be at least 998 (RFC 5322)".into());
         }
         if self.store.cache_mb == 0 {
             return Err("store.cache_mb: must be at least 1".into());

@@ -446,3 +446,38 @@ async fn sasl_and_verify_combine_and_a_login_needs_no_dns() {
     }
     d.stop().await;
 }
+
+/// A body line longer than `limits.max_line_bytes` is refused, also when it
+/// runs across body chunks; long lines within the limit pass.
+#[tokio::test]
+async fn an_overlong_body_line_is_refused_554() {
+    let d = TestDaemon::start_with(
+        "[limits]\nmax_line_bytes = 2000\n",
+        std::sync::Arc::new(bsm_milter::clock::SystemClock),
+    )
+    .await;
+    let p = d.parties().await;
+    for (chunks, refused) in [
+        (vec![vec![b'a'; 2000], b"\r\n".to_vec()], false),
+        (vec![vec![b'a'; 1500], vec![b'b'; 501], b"\r\nshort\r\n".to_vec()], true),
+        (vec![[vec![b'a'; 1999], b"\r\n".to_vec(), vec![b'c'; 2001]].concat()], true),
+    ] {
+        let mut conn = open(&d).await;
+        conn.mail(["<bob@buyer.example>"]).await.unwrap();
+        conn.rcpt([b(&p.s1_alias)]).await.unwrap();
+        conn.data().await.unwrap();
+        conn.header("From", "bob@buyer.example").await.unwrap();
+        for c in chunks {
+            conn.body(c).await.unwrap();
+        }
+        let (actions, status) = conn.eom().await.unwrap();
+        if refused {
+            assert_eq!(reply_text(&status), "554 5.6.0 Message has a line longer than 2000 bytes: wrap or encode it");
+            assert!(actions.actions.is_empty());
+        } else {
+            assert_eq!(status, Status::Continue);
+        }
+        conn.close().await.unwrap();
+    }
+    d.stop().await;
+}

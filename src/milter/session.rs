@@ -76,6 +76,8 @@ pub struct Message {
     /// The size the client announced (`MAIL FROM … SIZE=`), to allocate once.
     pub announced_size: Option<usize>,
     header_bytes: usize,
+    /// Length of the body line in progress (it may span chunks).
+    line: usize,
     /// Set once a limit is exceeded: nothing more is kept, end of message refuses.
     pub too_big: Option<Refusal>,
     _guard: InFlightGuard,
@@ -103,6 +105,7 @@ impl Connection {
             prelude_len: None,
             announced_size: None,
             header_bytes: 0,
+            line: 0,
             too_big: None,
             _guard: guard,
         });
@@ -165,7 +168,26 @@ impl Message {
             self.raw = Vec::new();
             return;
         }
+        if self.longest_line(chunk) > limits.max_line_bytes {
+            self.too_big = Some(Refusal::LineTooLong { limit: limits.max_line_bytes });
+            self.raw = Vec::new();
+            return;
+        }
         self.raw.extend_from_slice(chunk);
+    }
+
+    /// The longest line ending in (or running through) `chunk`, CR excluded.
+    fn longest_line(&mut self, chunk: &[u8]) -> usize {
+        let mut longest = 0;
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            let len = self.line + nl - start;
+            longest = longest.max(len.saturating_sub(usize::from(nl > 0 && chunk[nl - 1] == b'\r')));
+            self.line = 0;
+            start = nl + 1;
+        }
+        self.line += chunk.len() - start;
+        longest.max(self.line)
     }
 
     /// Writes the prelude once the headers are complete; returns where the body starts.

@@ -25,6 +25,8 @@ pub enum Refusal {
     HeaderTooLarge,
     /// A message larger than `limits.max_message_bytes`.
     MessageTooBig,
+    /// A body line longer than `limits.max_line_bytes`.
+    LineTooLong { limit: usize },
     /// A seller's message without the SMTP AUTH login the relay requires.
     NotAuthenticated,
     /// The message failed sender authentication (`auth.methods`); `detail`
@@ -99,6 +101,9 @@ impl Refusal {
                 ("552", "5.3.4", lines(&["Message header too large: too many or too long header fields"]))
             }
             Refusal::MessageTooBig => ("552", "5.3.4", lines(&["Message too big for the relay"])),
+            Refusal::LineTooLong { limit } => {
+                ("554", "5.6.0", vec![format!("Message has a line longer than {limit} bytes: wrap or encode it")])
+            }
             Refusal::Content { code, xcode, text } => (*code, *xcode, vec![text.clone()]),
             Refusal::SenderAuth { detail, dmarc_reject: true } => (
                 "550",
@@ -152,6 +157,7 @@ impl Refusal {
             Refusal::DailyLimit { .. } => "daily limit reached",
             Refusal::HeaderTooLarge => "header too large",
             Refusal::MessageTooBig => "message too big",
+            Refusal::LineTooLong { .. } => "line too long",
             Refusal::Content { .. } => "content cannot be checked",
             Refusal::NotAuthenticated => "seller not authenticated",
             Refusal::SenderAuth { .. } => "sender authentication failed",
