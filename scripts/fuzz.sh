@@ -17,22 +17,23 @@ status=0
 for target in $(cargo fuzz list); do
     mkdir -p "work/$target" "artifacts/$target"
     log="work/$target.log"
-    set +e
+    before=$(ls "artifacts/$target" | wc -l)
+    # One job in a forked child: a finding is saved and the run goes on.
     cargo fuzz run -s none "$target" "work/$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=262144 -timeout=30 \
-        -print_final_stats=1 >"$log" 2>&1
-    rc=$?
-    set -e
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    cov=$(grep -E '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
-    if [ "$rc" -eq 0 ]; then
-        found="nothing found"
-    else
-        found="FINDING (exit $rc): $(grep -E '^(artifact_prefix|Test unit written to)' "$log" | tail -1)"
+        -max_total_time="$seconds" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+        -rss_limit_mb=2048 -max_len=262144 -timeout=30 >"$log" 2>&1 || true
+    # The final status line: "#EXECS: cov: C ft: F corp: N exec/s: R oom/timeout/crash: o/t/c time: Ts".
+    last=$(grep -E '^#[0-9]+: cov:' "$log" | tail -1)
+    execs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$last")
+    rate=$(grep -oE 'exec/s: [0-9]+' <<<"$last" | cut -d' ' -f2)
+    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' <<<"$last")
+    found=$(($(ls "artifacts/$target" | wc -l) - before))
+    printf '%-10s %ss  %s execs  %s exec/s  %s  findings: %s\n' \
+        "$target" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-cov ?}" "$found"
+    if [ "$found" -gt 0 ]; then
         status=1
+        grep -E "panicked at" -A1 "$log" | sort | uniq -c | sort -rn | head -6 | sed 's/^/    /'
+        ls -t "artifacts/$target" | head -"$found" | sed "s|^|    fuzz/artifacts/$target/|"
     fi
-    printf '%-10s %ss  %s execs  %s exec/s  %s  %s\n' "$target" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-cov ?}" "$found"
-    [ "$rc" -eq 0 ] || grep -E "panicked at|^thread '" "$log" | head -3 | sed 's/^/    /'
 done
 exit "$status"
