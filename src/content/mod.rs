@@ -55,7 +55,7 @@ mod css;
 mod footer;
 mod html;
 mod phone;
-mod text;
+pub(crate) mod text;
 mod url;
 mod walk;
 
@@ -63,6 +63,16 @@ pub use crate::rewrite::contact::EMAIL_REMOVED;
 pub use footer::{Extras, FOOTER_END, FOOTER_START, Footer};
 pub use phone::PHONE_REMOVED;
 pub use url::LINK_REMOVED;
+
+/// The private text scanners, for the fuzz targets in `fuzz/`. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::attachment::extension;
+    pub use super::html::decode_entities;
+    pub use super::phone::redact_phones;
+    pub use super::text::{Rules, emails, scrub, unflow};
+    pub use super::url::{is_allowed_web_url, is_local_image, redact_urls};
+}
 
 /// Larger messages are refused (`552 5.3.4`) before parsing.
 pub const MAX_MESSAGE_BYTES: usize = 50 * 1024 * 1024;

@@ -9,11 +9,12 @@ pub fn host_allowed(host: &str, allowlist: &[String]) -> bool {
     let host = host.trim_end_matches('.');
     !host.is_empty()
         && allowlist.iter().any(|d| {
-            let d = d.trim_start_matches('.');
+            // Bytes, not str slices: a non-ASCII host need not split on a char boundary.
+            let (host, d) = (host.as_bytes(), d.trim_start_matches('.').as_bytes());
             !d.is_empty()
                 && host.len() >= d.len()
                 && host[host.len() - d.len()..].eq_ignore_ascii_case(d)
-                && (host.len() == d.len() || host.as_bytes()[host.len() - d.len() - 1] == b'.')
+                && (host.len() == d.len() || host[host.len() - d.len() - 1] == b'.')
         })
 }
 
@@ -242,6 +243,9 @@ mod tests {
             ("https://img.cdn.market.example/x", "https://img.cdn.market.example/x"),
             ("https://cdn.market.example@evil.example/", "[link removed]"),
             ("https://cdn.market.example.evil.example/", "[link removed]"),
+            // Found by `cargo fuzz run headers`: a non-ASCII host of the
+            // allowlisted domain's length used to panic (slice off a char boundary).
+            ("https://a\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}/ x", "[link removed] x"),
         ] {
             assert_eq!(r(i), want, "{i:?}");
         }

@@ -1,7 +1,8 @@
 //! The header allowlist and the rewriting of From/To/Cc/ids (DESIGN §2.3).
 
-use super::{HeaderEdit, RawHeader, contact::redact_emails, ids::parse_ids};
+use super::{HeaderEdit, RawHeader, ids::parse_ids};
 use crate::address::Address;
+use crate::content::text::emails;
 use mail_builder::headers::{Header, address::Address as BuiltAddress, text::Text};
 use mail_parser::{HeaderValue, MessageParser};
 use std::borrow::Cow;
@@ -118,6 +119,19 @@ fn kind(name: &str) -> Kind {
     }
 }
 
+/// Whether a header's value, raw or decoded (RFC 2047), names an address
+/// other than a relay alias.
+fn holds_address(h: &RawHeader, relay_domain: &str) -> bool {
+    let relay = relay_domain.to_ascii_lowercase();
+    let found = |t: &str| emails(t, &relay).1 > 0;
+    found(&unfold(&h.value))
+        || match parse_value(h) {
+            Some(HeaderValue::Text(t)) => found(&t),
+            Some(HeaderValue::TextList(l)) => l.iter().any(|t| found(t)),
+            _ => false,
+        }
+}
+
 /// A header value rendered by mail-builder (RFC 2047 where needed), on one line.
 fn render(h: &impl Header) -> String {
     let mut out = Vec::new();
@@ -157,11 +171,20 @@ pub fn rewrite(headers: &[RawHeader], out: &Outgoing<'_>) -> Vec<HeaderEdit> {
             Kind::Subject if index == 1 => {
                 let decoded =
                     parse_value(h).and_then(|v| v.into_text()).map_or_else(|| unfold(&h.value), |t| t.into_owned());
-                match redact_emails(&decoded, out.relay_domain) {
-                    Cow::Owned(clean) => Some(change(render(&Text::new(clean)))),
-                    Cow::Borrowed(_) => None,
+                // The content policy's scanner: non-ASCII and full-width addresses too.
+                match emails(&decoded, &out.relay_domain.to_ascii_lowercase()) {
+                    (Cow::Owned(clean), _) => Some(change(render(&Text::new(clean)))),
+                    (Cow::Borrowed(_), _) => None,
                 }
             }
+            Kind::Keep if holds_address(h, out.relay_domain) => match name.as_str() {
+                // These describe the body: the content policy judges and rebuilds them.
+                "content-type" | "content-disposition" => None,
+                "mime-version" => Some(change("1.0".into())),
+                // Kept so that the other side's responder stays quiet.
+                "auto-submitted" => Some(change("auto-generated".into())),
+                _ => Some(delete),
+            },
             Kind::Keep => None,
             _ => Some(delete),
         };
@@ -260,6 +283,40 @@ mod tests {
         let subject = parse(&result).subject.unwrap();
         assert_eq!(subject, "Re: [email removed]");
         assert_eq!(result.last().unwrap().name, "Message-ID");
+    }
+
+    /// Found by `cargo fuzz run pipeline`/`headers`: the subject scanner missed
+    /// non-ASCII and full-width addresses, and kept headers passed verbatim.
+    #[test]
+    fn no_kept_header_carries_an_address() {
+        let headers = vec![
+            RawHeader::new("From", "sales@shop.example"),
+            RawHeader::new("Subject", "연락처:bob@gmail.com 홍길동@네이버.com bob＠gmail.com"),
+            RawHeader::new("Date", "alice@seller-corp.example"),
+            RawHeader::new("Content-Description", "=?utf-8?Q?call_bob=40gmail.com?="),
+            RawHeader::new("Content-Language", "en"),
+            RawHeader::new("MIME-Version", "1.0 (bob@gmail.com)"),
+            RawHeader::new("Auto-Submitted", "auto-replied (alice@seller-corp.example)"),
+        ];
+        let (alias, rcpt_alias, buyer) =
+            (a("sellerxxxxxxxxx@m.example.com"), a("abcdefghijklmno@m.example.com"), a("bob@buyer.example"));
+        let out = Outgoing {
+            from_name: None,
+            from_alias: &alias,
+            recipient_alias: &rcpt_alias,
+            recipient_name: None,
+            recipient: &buyer,
+            message_id: "bsm.x@m.example.com",
+            in_reply_to: &[],
+            references: &[],
+            relay_domain: "m.example.com",
+        };
+        let result = apply(&headers, &rewrite(&headers, &out));
+        let text: String = result.iter().map(|h| format!("{}: {}\n", h.name, h.value)).collect();
+        assert!(!text.contains("gmail") && !text.contains("seller-corp"), "{text}");
+        assert!(text.contains("Content-Language: en\nMIME-Version: 1.0\nAuto-Submitted: auto-generated\n"), "{text}");
+        assert!(!text.contains("Date:") && !text.contains("Content-Description"), "{text}");
+        assert_eq!(parse(&result).subject.as_deref(), Some("연락처:[email removed] [email removed] [email removed]"));
     }
 
     #[test]

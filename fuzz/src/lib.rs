@@ -1,0 +1,256 @@
+//! Shared by the fuzz targets: the milter's view of a raw message, and the
+//! scanners that judge what a recipient would see.
+
+use mail_parser::{Addr, HeaderValue, Message, MessageParser, PartType};
+
+pub const RELAY: &str = "m.example.com";
+/// `content.link_allowlist` in the fuzzed configuration.
+pub const ALLOWLIST: &str = "cdn.m.example.com";
+
+/// Splits raw message bytes into header fields and body the way Postfix hands
+/// them to a milter: lines end in CRLF (bare LF too), a folded value keeps
+/// `"\n"` before each continuation line, the header section ends at the first
+/// empty line or the first line that is not a header field, and NUL bytes
+/// cannot be passed (C strings).
+pub fn split(raw: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let text = || String::from_utf8_lossy(line).replace('\0', "");
+        if line.is_empty() {
+            rest = next;
+            break;
+        } else if line.starts_with(b" ") || line.starts_with(b"\t") {
+            let Some(last) = headers.last_mut() else { break };
+            last.1.push('\n');
+            last.1.push_str(&text());
+        } else if let Some(colon) = line.iter().position(|&b| b == b':')
+            && colon > 0
+            && line[..colon].iter().all(|&b| (33..=126).contains(&b))
+        {
+            let t = text();
+            let (name, value) = t.split_at(t.find(':').unwrap_or(0));
+            let value = &value[1..];
+            headers.push((name.to_string(), value.strip_prefix(' ').unwrap_or(value).to_string()));
+        } else {
+            break;
+        }
+        rest = next;
+    }
+    // Postfix passes the body with CRLF line ends.
+    let mut body = Vec::with_capacity(rest.len() + rest.len() / 32);
+    for (i, line) in rest.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+    }
+    (headers, body)
+}
+
+/// `local@domain` addresses in `text` whose domain is not the relay domain
+/// and that are not `allowed` (full-width at signs count too).
+pub fn foreign_addresses(text: &str, allowed: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, c) in text.char_indices().filter(|(_, c)| matches!(c, '@' | '＠' | '﹫')) {
+        let local: String =
+            text[..i].chars().rev().take_while(|c| c.is_alphanumeric() || "._+-".contains(*c)).collect();
+        let local: String = local.chars().rev().collect::<String>().trim_matches('.').to_lowercase();
+        let domain: String = text[i + c.len_utf8()..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '.' || *c == '-')
+            .collect::<String>()
+            .trim_end_matches('.')
+            .to_lowercase();
+        let labels: Vec<&str> = domain.split('.').collect();
+        let plausible = !local.is_empty() && labels.len() >= 2 && labels.iter().all(|l| !l.is_empty());
+        let address = format!("{local}@{domain}");
+        if plausible && domain != RELAY && !allowed.contains(&address.as_str()) {
+            found.push(address);
+        }
+    }
+    found
+}
+
+/// `http://` and `https://` URLs whose host is not allowlisted.
+pub fn remote_urls(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    let mut found = Vec::new();
+    for (i, _) in lower.match_indices("://") {
+        let scheme_ok = lower[..i].ends_with("http") || lower[..i].ends_with("https");
+        let host: String =
+            lower[i + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '.' || *c == '-').collect();
+        let allowed = host.is_empty() || host == ALLOWLIST || host.ends_with(&format!(".{ALLOWLIST}"));
+        if scheme_ok && !allowed {
+            found.push(host);
+        }
+    }
+    found
+}
+
+/// HTML without the values of `xmlns` attributes: namespace names are URLs
+/// that nothing loads, and the content policy keeps them.
+pub fn without_namespaces(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.to_ascii_lowercase().find("xmlns") {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let name_end = tail.find(|c: char| c.is_whitespace() || c == '=' || c == '>').unwrap_or(tail.len());
+        out.push_str(&tail[..name_end]);
+        let after = tail[name_end..].trim_start();
+        let Some(value) = after.strip_prefix('=').map(str::trim_start) else {
+            rest = &tail[name_end..];
+            continue;
+        };
+        let end = match value.chars().next() {
+            Some(q @ ('"' | '\'')) => value[1..].find(q).map_or(value.len(), |j| j + 2),
+            _ => value.find(|c: char| c.is_whitespace() || c == '>').unwrap_or(value.len()),
+        };
+        out.push_str("=\"\"");
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// HTML character references that can spell URL or address syntax.
+pub fn resolve_refs(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '#')).unwrap_or(tail.len());
+        let name = &tail[..end];
+        let decoded = if let Some(n) = name.strip_prefix("#x").or(name.strip_prefix("#X")) {
+            u32::from_str_radix(n, 16).ok().and_then(char::from_u32)
+        } else if let Some(n) = name.strip_prefix('#') {
+            n.parse().ok().and_then(char::from_u32)
+        } else {
+            match name {
+                "commat" => Some('@'),
+                "period" => Some('.'),
+                "colon" => Some(':'),
+                "sol" => Some('/'),
+                "amp" => Some('&'),
+                _ => None,
+            }
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = tail[end..].strip_prefix(';').unwrap_or(&tail[end..]);
+            }
+            None => {
+                out.push('&');
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The headers a recipient may see (DESIGN §2.3; top-level Content-ID names
+/// its author's domain).
+pub fn allowlisted(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "from"
+            | "to"
+            | "cc"
+            | "subject"
+            | "date"
+            | "message-id"
+            | "in-reply-to"
+            | "references"
+            | "mime-version"
+            | "auto-submitted"
+    ) || (n.starts_with("content-") && n != "content-id")
+}
+
+pub fn describes_body(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-type") || name.eq_ignore_ascii_case("content-disposition")
+}
+
+/// The decoded text of a header value: display names, addresses, text,
+/// parameter values.
+pub fn header_texts(value: &HeaderValue<'_>) -> Vec<String> {
+    fn addr(a: &Addr<'_>, out: &mut Vec<String>) {
+        out.extend(a.name.iter().chain(a.address.iter()).map(|s| s.to_string()));
+    }
+    let mut out = Vec::new();
+    match value {
+        HeaderValue::Address(mail_parser::Address::List(l)) => l.iter().for_each(|a| addr(a, &mut out)),
+        HeaderValue::Address(mail_parser::Address::Group(g)) => {
+            for g in g {
+                out.extend(g.name.iter().map(|s| s.to_string()));
+                g.addresses.iter().for_each(|a| addr(a, &mut out));
+            }
+        }
+        HeaderValue::Text(t) => out.push(t.to_string()),
+        HeaderValue::TextList(l) => out.extend(l.iter().map(|t| t.to_string())),
+        HeaderValue::ContentType(ct) => {
+            out.push(ct.ctype().to_string());
+            out.extend(ct.subtype().map(str::to_string));
+            out.extend(ct.attributes().unwrap_or(&[]).iter().map(|a| a.value.to_string()));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// What a recipient's mail client shows of a message: every header (raw and
+/// decoded) and every text and HTML part, decoded, attached messages included.
+/// `Content-Type` and `Content-Disposition` describe the body: their
+/// parameters (file names) are judged with the parts, like the content policy
+/// judges them.
+pub struct Shown {
+    /// (header name, text), top-level headers only.
+    pub headers: Vec<(String, String)>,
+    /// Decoded text and HTML parts (references resolved), file names, and the
+    /// headers of attached messages.
+    pub parts: Vec<String>,
+}
+
+pub fn shown(raw: &[u8]) -> Option<Shown> {
+    let msg = MessageParser::new().parse(raw)?;
+    let mut s = Shown { headers: Vec::new(), parts: Vec::new() };
+    for h in msg.headers() {
+        let name = h.name().to_string();
+        if describes_body(&name) {
+            continue;
+        }
+        let raw_value = raw.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default();
+        s.headers.push((name.clone(), String::from_utf8_lossy(raw_value).into_owned()));
+        s.headers.extend(header_texts(h.value()).into_iter().map(|t| (name.clone(), t)));
+    }
+    collect(&msg, &mut s.parts, true);
+    Some(s)
+}
+
+fn collect(msg: &Message<'_>, out: &mut Vec<String>, top: bool) {
+    for (i, part) in msg.parts.iter().enumerate() {
+        match &part.body {
+            PartType::Text(t) => out.push(t.to_string()),
+            PartType::Html(t) => out.push(without_namespaces(&resolve_refs(t))),
+            PartType::Message(m) => collect(m, out, false),
+            _ => {}
+        }
+        for h in part.headers.iter() {
+            if let Some(ct) = h.value().as_content_type() {
+                out.extend(ct.attributes().unwrap_or(&[]).iter().map(|a| a.value.to_string()));
+            }
+            if !top && i == 0 {
+                out.extend(header_texts(h.value()));
+            }
+        }
+    }
+}
