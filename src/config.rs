@@ -282,7 +282,7 @@ pub struct StoreConfig {
 }
 
 fn default_cache_mb() -> u32 {
-    32
+    16
 }
 
 #[derive(Clone, Debug, Deserialize)]

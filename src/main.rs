@@ -218,6 +218,17 @@ fn load(path: &PathBuf) -> Result<Config, String> {
     Config::load(path).map_err(|e| error_chain(&e).replace('\n', " "))
 }
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core) and
+/// keeps what is freed in it: with 100 sessions, the soak's RSS grew to
+/// 117 MiB; with two arenas it levels off near 80 MiB (see README).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start runtime: {e}"))
 }
@@ -233,6 +244,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Serve => {
+            limit_malloc_arenas();
             init_logging();
             let shared = SharedConfig::new(config, Some(cli.config.clone()));
             runtime()?.block_on(bsm_milter::serve(shared)).map_err(|e| error_chain(&e))
