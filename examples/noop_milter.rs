@@ -4,8 +4,8 @@
 //!
 //! It is what bsm-milter would cost if its callbacks were free: the same library
 //! (indymilter 0.3), the same tokio multi-thread runtime, a unix socket (mode 0666),
-//! the same stages (MAIL, RCPT, DATA, header, body, end of message, abort: no
-//! connect/HELO callbacks, so indymilter negotiates those away) and the same
+//! the same stages (MAIL, RCPT, header, body, end of message, abort: no
+//! connect/HELO/DATA callbacks, so indymilter negotiates those away) and the same
 //! negotiation as `src/milter/mod.rs`: the same actions requested, and
 //! NOREPLY_HEADER | NOREPLY_BODY. Callbacks only read their arguments (they sum the
 //! bytes of the message); end of message accepts the message unchanged.
@@ -54,7 +54,6 @@ fn callbacks() -> Callbacks<Seen> {
                 Status::Continue
             })
         })
-        .on_data(|_cx: &mut Context<Seen>| Box::pin(async { Status::Continue }))
         .on_header(|cx: &mut Context<Seen>, name, value| {
             Box::pin(async move {
                 if let Some(seen) = cx.data.as_mut() {

@@ -21,7 +21,6 @@ async fn seller_message(d: &TestDaemon, pair_alias: &str, n: u32) -> Status {
     if rcpt != Status::Continue {
         return rcpt;
     }
-    conn.data().await.unwrap();
     conn.header("From", "sales@shop1.example").await.unwrap();
     conn.header("Message-ID", format!("<n{n}@shop1.example>")).await.unwrap();
     let (_, status) = conn.eom().await.unwrap();

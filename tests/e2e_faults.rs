@@ -279,7 +279,6 @@ async fn milter_message(
     if conn.rcpt([format!("<{rcpt}>")]).await.ok()? != Status::Continue {
         return None;
     }
-    conn.data().await.ok()?;
     for (n, v) in headers {
         conn.header(*n, *v).await.ok()?;
     }

@@ -45,8 +45,8 @@ async fn negotiates_only_what_it_uses() {
     let d = TestDaemon::start().await;
     let conn = TestConnection::configure().open_tcp(d.milter).await.unwrap();
     let opts = conn.negotiated_opts();
-    // No connect/helo callbacks: Postfix does not send those stages.
-    assert!(opts.contains(ProtoOpts::NO_CONNECT | ProtoOpts::NO_HELO));
+    // No connect/helo callbacks: Postfix does not send those stages; nor DATA.
+    assert!(opts.contains(ProtoOpts::NO_CONNECT | ProtoOpts::NO_HELO | ProtoOpts::NO_DATA));
     assert!(!opts.contains(ProtoOpts::NO_BODY), "the body is archived");
     assert!(opts.contains(ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY));
     conn.close().await.unwrap();
@@ -60,7 +60,6 @@ async fn buyer_to_seller_is_rewritten_to_the_pair_alias() {
     let mut conn = open(&d).await;
     assert_eq!(conn.mail(["<Bob@Buyer.example>"]).await.unwrap(), Status::Continue);
     assert_eq!(conn.rcpt([b(&p.s1_alias)]).await.unwrap(), Status::Continue);
-    assert_eq!(conn.data().await.unwrap(), Status::Continue);
     send_headers(
         &mut conn,
         &[
@@ -108,7 +107,6 @@ async fn end_of_message_is_idempotent_across_retries() {
         let mut conn = open(&d).await;
         conn.mail(["<bob@buyer.example>"]).await.unwrap();
         conn.rcpt([b(&p.s1_alias)]).await.unwrap();
-        conn.data().await.unwrap();
         send_headers(&mut conn, &[("From", "bob@buyer.example"), ("Message-ID", "<retry@buyer.example>")]).await;
         let (actions, _) = conn.eom().await.unwrap();
         ids.push(header_value(&actions.actions, "Message-ID").unwrap());
@@ -164,7 +162,6 @@ async fn seller_from_header_must_be_approved_too() {
     let mut conn = open(&d).await;
     conn.mail(["<sales@shop1.example>"]).await.unwrap();
     assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue);
-    conn.data().await.unwrap();
     send_headers(&mut conn, &[("From", "Boss <boss@shop1.example>"), ("Subject", "hi")]).await;
     let (actions, status) = conn.eom().await.unwrap();
     assert!(reply_text(&status).starts_with("550-5.7.1 The From: address"), "{status:?}");
@@ -200,7 +197,11 @@ async fn mail_without_relay_recipients_passes_untouched() {
     let mut conn = open(&d).await;
     conn.mail(["<anyone@a.example>"]).await.unwrap();
     assert_eq!(conn.rcpt(["<other@b.example>"]).await.unwrap(), Status::Continue);
-    assert_eq!(conn.data().await.unwrap(), Status::Accept);
+    conn.header("From", "anyone@a.example").await.unwrap();
+    conn.body("Hello\r\n").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Accept);
+    assert!(actions.actions.is_empty(), "{:?}", actions.actions);
     conn.close().await.unwrap();
     d.stop().await;
 }
@@ -212,7 +213,6 @@ async fn delivery_report_to_a_seller_alias_becomes_a_relay_notice() {
     let mut conn = open(&d).await;
     conn.mail(["<>"]).await.unwrap();
     assert_eq!(conn.rcpt([b(&p.s1_alias)]).await.unwrap(), Status::Continue);
-    conn.data().await.unwrap();
     send_headers(
         &mut conn,
         &[
@@ -258,7 +258,6 @@ async fn shutdown_lets_the_message_in_flight_finish() {
     // No new sessions once shutdown began.
     let late = tokio::time::timeout(std::time::Duration::from_millis(500), TestConnection::open(milter)).await;
     assert!(!matches!(late, Ok(Ok(_))), "a new session was accepted during shutdown");
-    conn.data().await.unwrap();
     send_headers(&mut conn, &[("From", "bob@buyer.example"), ("Subject", "last one")]).await;
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
@@ -273,7 +272,6 @@ async fn auto_replies_are_relayed_and_marked_and_trigger_nothing() {
     let mut conn = open(&d).await;
     conn.mail(["<sales@shop1.example>"]).await.unwrap();
     conn.rcpt([b(&p.s1b1)]).await.unwrap();
-    conn.data().await.unwrap();
     send_headers(
         &mut conn,
         &[("From", "sales@shop1.example"), ("Subject", "Out of office"), ("Auto-Submitted", "auto-replied")],
@@ -299,7 +297,6 @@ async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
     let mut conn = open(&d).await;
     conn.mail(["<>"]).await.unwrap();
     assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue);
-    conn.data().await.unwrap();
     send_headers(&mut conn, &[("From", "MAILER-DAEMON@mx.shop1.example"), ("Subject", "failure notice")]).await;
     let (actions, status) = conn.eom().await.unwrap();
     assert_eq!(status, Status::Continue);
@@ -329,7 +326,6 @@ async fn oversized_messages_are_refused_with_552_and_not_kept() {
         let mut conn = open(&d).await;
         conn.mail(["<bob@buyer.example>"]).await.unwrap();
         conn.rcpt([b(&p.s1_alias)]).await.unwrap();
-        conn.data().await.unwrap();
         for i in 0..headers {
             let value = if what == "headers too long" { "x".repeat(600) } else { format!("v{i}") };
             conn.header(format!("X-H{i}"), value).await.unwrap();
@@ -346,7 +342,6 @@ async fn oversized_messages_are_refused_with_552_and_not_kept() {
     let mut conn = open(&d).await;
     conn.mail(["<bob@buyer.example>"]).await.unwrap();
     conn.rcpt([b(&p.s1_alias)]).await.unwrap();
-    conn.data().await.unwrap();
     conn.header("From", "bob@buyer.example").await.unwrap();
     conn.body(vec![b'a'; 1000]).await.unwrap();
     assert_eq!(conn.eom().await.unwrap().1, Status::Continue);
@@ -361,7 +356,6 @@ async fn clean_seller_mail_takes_the_cheap_path() {
     let mut conn = open(&d).await;
     conn.mail(["<sales@shop1.example>"]).await.unwrap();
     conn.rcpt([b(&p.s1b1)]).await.unwrap();
-    conn.data().await.unwrap();
     send_headers(
         &mut conn,
         &[("From", "sales@shop1.example"), ("Subject", "Shipping"), ("Content-Type", "text/plain")],
@@ -434,7 +428,6 @@ async fn sasl_and_verify_combine_and_a_login_needs_no_dns() {
         conn.mail(["<sales@shop1.example>"]).await.unwrap();
         // Not refused at RCPT: `verify` may still pass the message.
         assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue, "{login:?}");
-        conn.data().await.unwrap();
         send_headers(&mut conn, &[("From", "sales@shop1.example"), ("Subject", "Shipping")]).await;
         conn.body("Your parcel ships on Friday.\r\n").await.unwrap();
         let (_, status) = conn.eom().await.unwrap();
@@ -465,7 +458,6 @@ async fn an_overlong_body_line_is_refused_554() {
         let mut conn = open(&d).await;
         conn.mail(["<bob@buyer.example>"]).await.unwrap();
         conn.rcpt([b(&p.s1_alias)]).await.unwrap();
-        conn.data().await.unwrap();
         conn.header("From", "bob@buyer.example").await.unwrap();
         for c in chunks {
             conn.body(c).await.unwrap();

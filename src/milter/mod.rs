@@ -134,21 +134,6 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
                 }
             })
         })
-        .on_data(|cx: &mut Context<Connection>| {
-            Box::pin(async move {
-                // Mail with no relay-domain recipient passes untouched: no more callbacks.
-                let target = cx.data.as_ref().and_then(|c| c.message.as_ref()).and_then(|m| m.target.as_ref());
-                match target {
-                    Some(Target::Outside) | None => {
-                        if let Some(c) = cx.data.as_mut() {
-                            c.message = None;
-                        }
-                        Status::Accept
-                    }
-                    Some(_) => Status::Continue,
-                }
-            })
-        })
         .on_header(|cx: &mut Context<Connection>, name, value| {
             Box::pin(async move {
                 let Some(c) = cx.data.as_mut() else { return Status::Continue };
@@ -186,7 +171,9 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     let Some(mut msg) = conn.message.take() else {
         return Status::Tempfail;
     };
-    let Some(target) = msg.target.clone() else {
+    // No relay recipient: the message passes untouched (there is no DATA
+    // stage to say so earlier: its round trip would cost every message).
+    let Some(target) = msg.target.clone().filter(|t| *t != Target::Outside) else {
         return Status::Accept;
     };
     if let Some(refusal) = &msg.too_big {

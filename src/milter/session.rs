@@ -145,7 +145,15 @@ impl Connection {
 
 impl Message {
     /// Keeps a header unless a limit is reached (memory stays bounded).
+    /// Mail with no relay recipient is not kept: it passes untouched.
+    fn passes_through(&self) -> bool {
+        matches!(self.target, None | Some(Target::Outside))
+    }
+
     pub fn header(&mut self, limits: &LimitsConfig, name: String, value: String) {
+        if self.passes_through() {
+            return;
+        }
         self.header_bytes += name.len() + value.len() + 4;
         if self.too_big.is_some() {
             return;
@@ -159,7 +167,7 @@ impl Message {
     }
 
     pub fn body_chunk(&mut self, limits: &LimitsConfig, chunk: &[u8]) {
-        if self.too_big.is_some() {
+        if self.too_big.is_some() || self.passes_through() {
             return;
         }
         let start = self.start_body(limits);
