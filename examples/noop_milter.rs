@@ -3,7 +3,7 @@
 //!     noop_milter /path/to/milter.sock
 //!
 //! It is what bsm-milter would cost if its callbacks were free: the same library
-//! (indymilter 0.3), the same tokio multi-thread runtime, a unix socket (mode 0666),
+//! (indymilter 0.3), the same tokio runtime (current-thread), a unix socket (mode 0666),
 //! the same stages (MAIL, RCPT, header, body, end of message, abort: no
 //! connect/HELO/DATA callbacks, so indymilter negotiates those away) and the same
 //! negotiation as `src/milter/mod.rs`: the same actions requested, and
@@ -94,7 +94,7 @@ fn main() {
         eprintln!("usage: noop_milter SOCKET_PATH");
         std::process::exit(2);
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path)

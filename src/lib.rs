@@ -18,6 +18,7 @@ pub mod relay;
 pub mod rewrite;
 pub mod store;
 
+mod coalesce;
 mod listener;
 
 use crate::clock::{Clock, SystemClock};

@@ -1,7 +1,9 @@
 //! Listening sockets in Postfix syntax: stale unix sockets removed at start,
-//! permissions set, TCP_NODELAY on accepted milter connections, and a gate that
-//! stops accepting at shutdown.
+//! permissions set, TCP_NODELAY on accepted milter connections, replies
+//! coalesced per stage ([`Coalesced`]), and a gate that stops accepting at
+//! shutdown.
 
+use crate::coalesce::Coalesced;
 use crate::config::Socket;
 use indymilter::{EitherStream, Listener};
 use std::io;
@@ -82,7 +84,7 @@ pub struct GatedListener {
 }
 
 impl Listener for GatedListener {
-    type Io = EitherStream<TcpStream, UnixStream>;
+    type Io = Coalesced<EitherStream<TcpStream, UnixStream>>;
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
         if self.gate.0.load(Ordering::SeqCst) {
@@ -92,10 +94,10 @@ impl Listener for GatedListener {
             BoundListener::Tcp(l) => TcpListener::poll_accept(l, cx).map_ok(|(stream, _)| {
                 // Milter replies are small and latency-bound: Nagle costs ~45 % throughput.
                 let _ = stream.set_nodelay(true);
-                EitherStream::Tcp(stream)
+                Coalesced::new(EitherStream::Tcp(stream))
             }),
             BoundListener::Unix { listener, .. } => {
-                UnixListener::poll_accept(listener, cx).map_ok(|(s, _)| EitherStream::Unix(s))
+                UnixListener::poll_accept(listener, cx).map_ok(|(s, _)| Coalesced::new(EitherStream::Unix(s)))
             }
         }
     }
