@@ -1238,8 +1238,8 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> Option<TcpStream> {
 }
 
 /// Waits until no live (non-zombie) process is left in process group `pgid`; SIGKILLs the
-/// group after `timeout`.
-fn wait_group_gone(pgid: Option<i32>, timeout: Duration) {
+/// group after `timeout`. Also for other daemons a test runs in their own process group.
+pub fn wait_group_gone(pgid: Option<i32>, timeout: Duration) {
     let Some(pgid) = pgid else { return };
     let deadline = Instant::now() + timeout;
     let mut killed = false;
