@@ -23,7 +23,7 @@ fn split(raw: &[u8]) -> (Vec<RawHeader>, Vec<u8>) {
     for line in head.split("\r\n") {
         if line.starts_with([' ', '\t']) {
             let last = headers.last_mut().unwrap();
-            last.value.push_str("\n");
+            last.value.push('\n');
             last.value.push_str(line);
         } else if let Some((n, v)) = line.split_once(':') {
             headers.push(RawHeader::new(n, v.trim_start()));

@@ -3,6 +3,8 @@
 
 use mail_parser::{Addr, HeaderValue, Message, MessageParser, PartType};
 
+pub mod targets;
+
 pub const RELAY: &str = "m.example.com";
 /// `content.link_allowlist` in the fuzzed configuration.
 pub const ALLOWLIST: &str = "cdn.m.example.com";
