@@ -13,6 +13,7 @@ export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # No sanitizer: the code under test is safe Rust, and ASan halves exec/s.
 cargo fuzz build -s none
+host=$(rustc -vV | sed -n 's/^host: //p')
 status=0
 for target in $(cargo fuzz list); do
     mkdir -p "work/$target" "artifacts/$target"
@@ -32,8 +33,11 @@ for target in $(cargo fuzz list); do
         "$target" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-cov ?}" "$found"
     if [ "$found" -gt 0 ]; then
         status=1
-        grep -E "panicked at" -A1 "$log" | sort | uniq -c | sort -rn | head -6 | sed 's/^/    /'
-        ls -t "artifacts/$target" | head -"$found" | sed "s|^|    fuzz/artifacts/$target/|"
+        # Fork mode keeps the children's output to itself: replay each finding for its message.
+        for a in $(ls -t "artifacts/$target" | head -n "$found"); do
+            msg=$("target/$host/release/$target" "artifacts/$target/$a" 2>&1 | grep -A1 'panicked at' | tail -n 1) || true
+            echo "    fuzz/artifacts/$target/$a: $msg"
+        done
     fi
 done
 exit "$status"

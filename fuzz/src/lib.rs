@@ -70,7 +70,15 @@ pub fn foreign_addresses(text: &str, allowed: &[&str]) -> Vec<String> {
             .trim_end_matches('.')
             .to_lowercase();
         let labels: Vec<&str> = domain.split('.').collect();
-        let plausible = !local.is_empty() && labels.len() >= 2 && labels.iter().all(|l| !l.is_empty());
+        // A host name a mailbox can have (RFC 1123 labels, a top-level domain
+        // of two or more characters with a letter): `x@-.e`, `o@m.----` or the
+        // `0E@m.e` of a raw `=0E=0E@m.e` in an encoded word are no one's address.
+        let tld = labels.last().copied().unwrap_or("");
+        let plausible = !local.is_empty()
+            && labels.len() >= 2
+            && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+            && tld.chars().count() >= 2
+            && tld.chars().any(char::is_alphabetic);
         let address = format!("{local}@{domain}");
         if plausible && domain != RELAY && !allowed.contains(&address.as_str()) {
             found.push(address);
@@ -222,6 +230,34 @@ pub struct Shown {
     pub parts: Vec<String>,
 }
 
+/// `value` with each RFC 2047 encoded word blanked out: its text is judged
+/// decoded. Raw, `=?utf-8?Q?=EF=BF=BD@m.example?=` holds no address, however
+/// much `BD@m.example` looks like one, nor does `mn_@b.example` (`_` is a space).
+pub fn without_encoded_words(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("=?") {
+        out.push_str(&rest[..start]);
+        let word = &rest[start + 2..];
+        // charset ? encoding ? text ?=, with no white space inside.
+        let end = word.find(char::is_whitespace).unwrap_or(word.len());
+        let parts: Vec<&str> = word[..end].splitn(3, '?').collect();
+        match parts.as_slice() {
+            [charset, enc, text] if !charset.is_empty() && enc.len() == 1 && text.contains("?=") => {
+                let len = charset.len() + enc.len() + 2 + text.find("?=").unwrap_or(0) + 2;
+                out.push(' ');
+                rest = &word[len..];
+            }
+            _ => {
+                out.push_str("=?");
+                rest = word;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn shown(raw: &[u8]) -> Option<Shown> {
     let msg = MessageParser::new().parse(raw)?;
     let mut s = Shown { headers: Vec::new(), parts: Vec::new() };
@@ -231,7 +267,7 @@ pub fn shown(raw: &[u8]) -> Option<Shown> {
             continue;
         }
         let raw_value = raw.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default();
-        s.headers.push((name.clone(), String::from_utf8_lossy(raw_value).into_owned()));
+        s.headers.push((name.clone(), without_encoded_words(&String::from_utf8_lossy(raw_value))));
         s.headers.extend(header_texts(h.value()).into_iter().map(|t| (name.clone(), t)));
     }
     collect(&msg, &mut s.parts, true);
@@ -254,5 +290,23 @@ fn collect(msg: &Message<'_>, out: &mut Vec<String>, top: bool) {
                 out.extend(header_texts(h.value()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_words_are_blanked_and_the_rest_kept() {
+        assert_eq!(without_encoded_words("a =?utf-8?Q?=EF=BF=BD@m.example?= b"), "a   b");
+        assert_eq!(without_encoded_words("=?x?B?YUBiLmM=?==?utf-8?q?mn_@b.example?="), "  ");
+        assert_eq!(without_encoded_words("bob@gmail.com =?broken"), "bob@gmail.com =?broken");
+        assert_eq!(without_encoded_words("=? x@y.example ?="), "=? x@y.example ?=");
+    }
+
+    #[test]
+    fn only_host_names_a_mailbox_can_have_count() {
+        assert_eq!(foreign_addresses("bob@gmail.com o@-.ex 0e@m.e o@m.---- x@a.b2", &[]), ["bob@gmail.com", "x@a.b2"]);
     }
 }
