@@ -234,7 +234,8 @@ fn limit_malloc_arenas() {
 /// runs on the blocking pool. indymilter hands every read and write of a
 /// session to an I/O task; on a multi-thread runtime those hand-offs cross
 /// threads (futex wake-ups): the current-thread runtime took the benchmark's
-/// no-op milter from 0.44–0.62 to 0.32–0.36 ms of CPU per message.
+/// no-op milter from 0.44–0.62 to 0.30–0.38 ms of CPU per message (bsm-milter's
+/// own figure moved less than the machine's noise: README, Performance).
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start runtime: {e}"))
 }
