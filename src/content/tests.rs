@@ -274,3 +274,27 @@ fn a_large_attachment_passes_through_as_a_span_of_the_input() {
     let attachment = parsed.attachments().next().expect("attachment kept");
     assert_eq!(attachment.contents(), data.as_slice());
 }
+
+#[test]
+fn a_removed_part_is_named_by_its_type_only_when_the_type_is_well_formed() {
+    let p = ContentPolicy::seller_to_buyer_default();
+    let note = |part_type: &str| {
+        let body = format!(
+            "--b\r\nContent-Type: text/plain\r\n\r\nInvoice attached.\r\n--b\r\nContent-Type: {part_type}\r\n\r\nxyz\r\n--b--\r\n"
+        );
+        let Outcome::Rewritten { body, .. } = apply(&ct("multipart/mixed; boundary=\"b\""), body.as_bytes(), &p, RELAY)
+        else {
+            panic!("not rewritten")
+        };
+        let text = String::from_utf8_lossy(&body.to_vec(b"")).into_owned();
+        let line = text.lines().find(|l| l.contains("[Attachment removed")).map(str::to_string);
+        line.unwrap_or_else(|| panic!("no note in {text}"))
+    };
+    assert!(note("application/x-msdownload").contains("an unnamed application/x-msdownload part"));
+    // Found by the pipeline fuzz target: the type is the sender's text.
+    for evil in ["application/bob@gmail.com", "text/pfrom: shop <bob@gmail.com>", "bob@gmail.com/x"] {
+        let n = note(evil);
+        assert!(!n.contains("gmail"), "{evil:?} gave {n:?}");
+        assert!(n.contains("an unnamed part"), "{evil:?} gave {n:?}");
+    }
+}

@@ -97,6 +97,11 @@ fn redact_unicode_emails<'t>(text: &'t str, relay_domain: &str) -> (Cow<'t, str>
         let end = text[after..].find(|c: char| !is_domain(c)).map_or(text.len(), |i| after + i);
         let local = text[start..at].trim_matches('.');
         let domain = text[after..end].trim_end_matches(['.', '。']);
+        // A mail client reads `a@b.example。.x` as the address `a@b.example`:
+        // the domain ends where a label would be empty.
+        let is_dot = |c: char| c == '.' || c == '。';
+        let cut = domain.char_indices().zip(domain.chars().skip(1)).find(|&((_, a), b)| is_dot(a) && is_dot(b));
+        let domain = cut.map_or(domain, |((i, _), _)| &domain[..i]);
         let labels: Vec<&str> = domain.split(['.', '。']).collect();
         let plausible =
             !local.is_empty() && labels.len() >= 2 && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-'));
@@ -142,6 +147,15 @@ mod tests {
 
     fn rules<'a>(allow: &'a [String]) -> Rules<'a> {
         Rules { emails: true, phones: true, links: true, relay_domain: "m.example.com", allowlist: allow }
+    }
+
+    #[test]
+    fn an_address_ends_where_its_domain_would_have_an_empty_label() {
+        // Found by the headers fuzz target: `。` then `.` hid the address whole.
+        let (t, n) = emails("n mlo@mp.ai。.g.ezen。Sjo", "m.example.com");
+        assert_eq!((t.as_ref(), n), ("n [email removed]。.g.ezen。Sjo", 1));
+        let (t, n) = emails("write to bob@gmail.com..x or 하 bob@gmail.com。。", "m.example.com");
+        assert_eq!((t.as_ref(), n), ("write to [email removed]..x or 하 [email removed]。。", 2));
     }
 
     #[test]

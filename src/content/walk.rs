@@ -455,7 +455,10 @@ impl<'p> Walker<'p> {
     fn drop_part(&mut self, name: Option<&str>, ctype: &str, reason: &str) {
         let shown = match name {
             Some(n) => format!("\"{}\"", self.clean_name(n)),
-            None => format!("an unnamed {ctype} part"),
+            None if is_mime_type(ctype) => format!("an unnamed {} part", ctype.to_ascii_lowercase()),
+            // The type is the sender's text: anything but a well-formed type
+            // could carry an address or a link into the note.
+            None => "an unnamed part".to_string(),
         };
         self.notes.push(format!("[Attachment removed: {shown} ({reason})]"));
         self.removed.attachments += 1;
@@ -851,4 +854,13 @@ fn with_disposition<'x>(
         part = part.cid(c);
     }
     part
+}
+
+/// `type/subtype`, each an RFC 2045 token (no white space, controls or
+/// tspecials such as `@ < > : "`), of a sensible length.
+fn is_mime_type(ctype: &str) -> bool {
+    let token = |t: &str| {
+        !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+    };
+    ctype.split_once('/').is_some_and(|(ty, sub)| token(ty) && token(sub))
 }
