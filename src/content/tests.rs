@@ -298,3 +298,30 @@ fn a_removed_part_is_named_by_its_type_only_when_the_type_is_well_formed() {
         assert!(n.contains("an unnamed part"), "{evil:?} gave {n:?}");
     }
 }
+
+#[test]
+fn an_address_or_link_in_mime_parameters_makes_the_message_rebuilt() {
+    // Found by the pipeline fuzz target: the boundary is the sender's text too.
+    let p = ContentPolicy::seller_to_buyer_default();
+    let b = "cs@shop-seller.example";
+    let body = format!("--{b}\r\nContent-Type: text/plain\r\n\r\nYour order ships today.\r\n--{b}--\r\n");
+    let Outcome::Rewritten { body, content_type, .. } =
+        apply(&ct(&format!("multipart/mixed; boundary=\"{b}\"")), body.as_bytes(), &p, RELAY)
+    else {
+        panic!("not rebuilt")
+    };
+    let out = String::from_utf8_lossy(&body.to_vec(b"")).into_owned();
+    assert!(!content_type.contains("shop-seller") && !out.contains("shop-seller"), "{content_type}\n{out}");
+    assert!(out.contains("Your order ships today."), "{out}");
+    // A part's own parameters, and a multipart's `type` that is not a type.
+    let body = "--x\r\nContent-Type: text/plain; x-note=\"see https://tracker.example/p\"\r\n\r\nHi\r\n--x--\r\n";
+    let r = apply(&ct("multipart/related; type=\"bob@gmail.com\"; boundary=\"x\""), body.as_bytes(), &p, RELAY);
+    let Outcome::Rewritten { body, content_type, .. } = r else { panic!("not rebuilt: {r:?}") };
+    let out = String::from_utf8_lossy(&body.to_vec(b"")).into_owned();
+    assert!(!content_type.contains("gmail") && !out.contains("tracker.example"), "{content_type}\n{out}");
+    // Generated boundaries full of digits are not mistaken for phone numbers.
+    let b = "----=_Part_1234567_890123456.1700000000000";
+    let body = format!("--{b}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n--{b}--\r\n");
+    let h = ct(&format!("multipart/mixed; boundary=\"{b}\""));
+    assert_eq!(apply(&h, body.as_bytes(), &p, RELAY), Outcome::Unchanged);
+}

@@ -352,6 +352,9 @@ impl<'p> Walker<'p> {
                 }
             }
         }
+        if mime_headers_hold_contact(msg, part, &self.rules) {
+            self.force = true;
+        }
         let decision = match &part.body {
             PartType::Multipart(children) => {
                 for (k, &c) in children.iter().enumerate() {
@@ -568,8 +571,10 @@ impl<'p> Walker<'p> {
                     .unwrap_or(&[])
                     .iter()
                     .filter(|a| {
+                        // Kept only as what they name: a type, an algorithm.
                         let n = a.name.to_ascii_lowercase();
-                        n == "type" || n == "protocol" || n == "micalg"
+                        ((n == "type" || n == "protocol") && is_mime_type(&a.value))
+                            || (n == "micalg" && a.value.split(',').all(|t| is_token(t.trim())))
                     })
                     .map(|a| (a.name.to_string(), a.value.to_string()))
                     .collect();
@@ -856,11 +861,32 @@ fn with_disposition<'x>(
     part
 }
 
-/// `type/subtype`, each an RFC 2045 token (no white space, controls or
-/// tspecials such as `@ < > : "`), of a sensible length.
+/// An RFC 2045 token (no white space, controls or tspecials such as
+/// `@ < > : "`) of a sensible length.
+fn is_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+}
+
+/// `type/subtype`, each a token.
 fn is_mime_type(ctype: &str) -> bool {
-    let token = |t: &str| {
-        !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
-    };
-    ctype.split_once('/').is_some_and(|(ty, sub)| token(ty) && token(sub))
+    ctype.split_once('/').is_some_and(|(ty, sub)| is_token(ty) && is_token(sub))
+}
+
+/// Whether a part's MIME headers (`Content-Type`, `Content-Disposition`, …:
+/// the boundary, the file name, any parameter) hold an address or a link the
+/// policy removes. Such a part is rebuilt: fresh boundaries, cleaned names,
+/// and only the parameters the rebuild writes. Phones are not looked for:
+/// generated boundaries are full of digit groups.
+fn mime_headers_hold_contact(msg: &Message<'_>, part: &MessagePart<'_>, rules: &Rules<'_>) -> bool {
+    let rules = Rules { phones: false, ..rules.clone() };
+    if !rules.any() {
+        return false;
+    }
+    part.headers.iter().any(|h| {
+        let name = h.name();
+        let mime = name.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("content-"))
+            && !name.eq_ignore_ascii_case("content-id");
+        let raw = msg.raw_message.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default();
+        mime && matches!(scrub(&String::from_utf8_lossy(raw), &rules, &mut Removed::default()), Cow::Owned(_))
+    })
 }
