@@ -172,8 +172,14 @@ pub fn rewrite(headers: &[RawHeader], out: &Outgoing<'_>) -> Vec<HeaderEdit> {
                 let decoded =
                     parse_value(h).and_then(|v| v.into_text()).map_or_else(|| unfold(&h.value), |t| t.into_owned());
                 // The content policy's scanner: non-ASCII and full-width addresses too.
-                match emails(&decoded, &out.relay_domain.to_ascii_lowercase()) {
+                let relay = out.relay_domain.to_ascii_lowercase();
+                match emails(&decoded, &relay) {
                     (Cow::Owned(clean), _) => Some(change(render(&Text::new(clean)))),
+                    // A client that reads a malformed encoded word as plain
+                    // text shows what the decoder took for encoding.
+                    (Cow::Borrowed(_), _) if emails(&unfold(&h.value), &relay).1 > 0 => {
+                        Some(change(render(&Text::new(decoded.clone()))))
+                    }
                     (Cow::Borrowed(_), _) => None,
                 }
             }
@@ -283,6 +289,31 @@ mod tests {
         let subject = parse(&result).subject.unwrap();
         assert_eq!(subject, "Re: [email removed]");
         assert_eq!(result.last().unwrap().name, "Message-ID");
+    }
+
+    /// Found by `cargo fuzz run headers`: a malformed encoded word that the
+    /// decoder swallows whole hid an address that a stricter client shows.
+    #[test]
+    fn an_address_hidden_from_the_decoder_is_still_removed() {
+        let raw = "x &=?=]bob@gmail.com=i=?q?o::t?==5";
+        let headers = vec![RawHeader::new("Subject", raw)];
+        let decoded = parse(&headers).subject.unwrap_or_default();
+        let (alias, rcpt_alias, buyer) =
+            (a("sellerxxxxxxxxx@m.example.com"), a("abcdefghijklmno@m.example.com"), a("bob@buyer.example"));
+        let out = Outgoing {
+            from_name: None,
+            from_alias: &alias,
+            recipient_alias: &rcpt_alias,
+            recipient_name: None,
+            recipient: &buyer,
+            message_id: "bsm.x@m.example.com",
+            in_reply_to: &[],
+            references: &[],
+            relay_domain: "m.example.com",
+        };
+        let result = apply(&headers, &rewrite(&headers, &out));
+        let subject = result.iter().find(|h| h.name == "Subject").map(|h| h.value.clone()).unwrap_or_default();
+        assert!(!subject.contains("gmail"), "decoded as {decoded:?}, delivered as {subject:?}");
     }
 
     /// Found by `cargo fuzz run pipeline`/`headers`: the subject scanner missed
