@@ -344,10 +344,19 @@ impl Relay {
                 );
                 let mut body = None;
                 if let crate::content::Outcome::Rewritten {
-                    body: new, content_type, content_transfer_encoding, ..
+                    body: new,
+                    content_type,
+                    content_transfer_encoding,
+                    content_disposition,
+                    ..
                 } = content
                 {
-                    edits.extend(body_headers(msg.headers, &content_type, content_transfer_encoding.as_deref()));
+                    edits.extend(body_headers(
+                        msg.headers,
+                        &content_type,
+                        content_transfer_encoding.as_deref(),
+                        content_disposition.as_deref(),
+                    ));
                     edits = crate::rewrite::order_edits(edits);
                     body = Some(new);
                 }
@@ -477,10 +486,15 @@ impl Relay {
     }
 }
 
-/// The top-level header edits that describe a rebuilt body: `Content-Type`
-/// and `Content-Transfer-Encoding` replaced (or added, or deleted), and
-/// `MIME-Version` added if missing.
-fn body_headers(headers: &[RawHeader], content_type: &str, cte: Option<&str>) -> Vec<crate::rewrite::HeaderEdit> {
+/// The top-level header edits that describe a rebuilt body: `Content-Type`,
+/// `Content-Transfer-Encoding` and `Content-Disposition` replaced (or added,
+/// or deleted) by the rebuilt part's, and `MIME-Version` added if missing.
+fn body_headers(
+    headers: &[RawHeader],
+    content_type: &str,
+    cte: Option<&str>,
+    disposition: Option<&str>,
+) -> Vec<crate::rewrite::HeaderEdit> {
     use crate::rewrite::HeaderEdit;
     let count = |name: &str| headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).count() as i32;
     let mut edits = Vec::new();
@@ -497,11 +511,10 @@ fn body_headers(headers: &[RawHeader], content_type: &str, cte: Option<&str>) ->
     };
     set("Content-Type", Some(content_type));
     set("Content-Transfer-Encoding", cte);
-    // A message that was one attachment and became a multipart (a footer or a
-    // note was added) must not keep describing itself as the attachment.
-    if content_type.to_ascii_lowercase().starts_with("multipart/") {
-        set("Content-Disposition", None);
-    }
+    // The rebuilt part's own: a message that was one attachment and became a
+    // multipart (a footer or a note was added) no longer describes itself as
+    // the attachment, and the original's file name was the sender's text.
+    set("Content-Disposition", disposition);
     if count("MIME-Version") == 0 {
         edits.push(HeaderEdit::Add { name: "MIME-Version".into(), value: "1.0".into() });
     }

@@ -273,7 +273,14 @@ pub enum Outcome {
     /// and the message has a top-level Content-Disposition, delete that too:
     /// a message that was one attachment and got a footer text part is now a
     /// `multipart/mixed`, which must not read as an attachment itself.
-    Rewritten { body: Spliced, content_type: String, content_transfer_encoding: Option<String>, removed: Removed },
+    Rewritten {
+        body: Spliced,
+        content_type: String,
+        content_transfer_encoding: Option<String>,
+        /// The rebuilt top-level part's disposition (`None`: it has none).
+        content_disposition: Option<String>,
+        removed: Removed,
+    },
     /// Refuse at end of message, e.g. `("554", "5.6.0", "...")`.
     Refuse { code: &'static str, xcode: &'static str, text: String },
 }

@@ -169,7 +169,7 @@ fn noop_and_clean_messages_are_unchanged() {
 #[test]
 fn plain_text_is_rewritten_with_new_headers() {
     let h = ct("text/plain; charset=utf-8");
-    let Outcome::Rewritten { body, content_type, content_transfer_encoding, removed } =
+    let Outcome::Rewritten { body, content_type, content_transfer_encoding, removed, .. } =
         apply(&h, b"Mail bob@gmail.com or call 010-1234-5678\r\n", &ContentPolicy::seller_to_buyer_default(), RELAY)
     else {
         panic!("not rewritten")

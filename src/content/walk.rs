@@ -187,18 +187,20 @@ fn split_root(mut body: Spliced, removed: Removed) -> Outcome {
     let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(out.len());
     let head = String::from_utf8_lossy(&out[..at]).replace("\r\n\t", " ").replace("\r\n ", " ");
     let mut content_type = String::from("text/plain; charset=utf-8");
-    let mut cte = None;
+    let (mut cte, mut disposition) = (None, None);
     for line in head.split("\r\n") {
         if let Some((n, v)) = line.split_once(':') {
             if n.eq_ignore_ascii_case("content-type") {
                 content_type = v.trim().to_string();
             } else if n.eq_ignore_ascii_case("content-transfer-encoding") {
                 cte = Some(v.trim().to_string());
+            } else if n.eq_ignore_ascii_case("content-disposition") {
+                disposition = Some(v.trim().to_string());
             }
         }
     }
     out.drain(..(at + 4).min(out.len()));
-    Outcome::Rewritten { body, content_type, content_transfer_encoding: cte, removed }
+    Outcome::Rewritten { body, content_type, content_transfer_encoding: cte, content_disposition: disposition, removed }
 }
 
 struct Walker<'p> {
