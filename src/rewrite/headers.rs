@@ -293,11 +293,8 @@ mod tests {
 
     /// Found by `cargo fuzz run headers`: a malformed encoded word that the
     /// decoder swallows whole hid an address that a stricter client shows.
-    #[test]
-    fn an_address_hidden_from_the_decoder_is_still_removed() {
-        let raw = "x &=?=]bob@gmail.com=i=?q?o::t?==5";
-        let headers = vec![RawHeader::new("Subject", raw)];
-        let decoded = parse(&headers).subject.unwrap_or_default();
+    /// The headers as a buyer receives them from seller S (no names, no thread).
+    fn to_buyer(headers: &[RawHeader]) -> Vec<RawHeader> {
         let (alias, rcpt_alias, buyer) =
             (a("sellerxxxxxxxxx@m.example.com"), a("abcdefghijklmno@m.example.com"), a("bob@buyer.example"));
         let out = Outgoing {
@@ -311,7 +308,15 @@ mod tests {
             references: &[],
             relay_domain: "m.example.com",
         };
-        let result = apply(&headers, &rewrite(&headers, &out));
+        apply(headers, &rewrite(headers, &out))
+    }
+
+    #[test]
+    fn an_address_hidden_from_the_decoder_is_still_removed() {
+        let raw = "x &=?=]bob@gmail.com=i=?q?o::t?==5";
+        let headers = vec![RawHeader::new("Subject", raw)];
+        let decoded = parse(&headers).subject.unwrap_or_default();
+        let result = to_buyer(&headers);
         let subject = result.iter().find(|h| h.name == "Subject").map(|h| h.value.clone()).unwrap_or_default();
         assert!(!subject.contains("gmail"), "decoded as {decoded:?}, delivered as {subject:?}");
     }
@@ -329,20 +334,7 @@ mod tests {
             RawHeader::new("MIME-Version", "1.0 (bob@gmail.com)"),
             RawHeader::new("Auto-Submitted", "auto-replied (alice@seller-corp.example)"),
         ];
-        let (alias, rcpt_alias, buyer) =
-            (a("sellerxxxxxxxxx@m.example.com"), a("abcdefghijklmno@m.example.com"), a("bob@buyer.example"));
-        let out = Outgoing {
-            from_name: None,
-            from_alias: &alias,
-            recipient_alias: &rcpt_alias,
-            recipient_name: None,
-            recipient: &buyer,
-            message_id: "bsm.x@m.example.com",
-            in_reply_to: &[],
-            references: &[],
-            relay_domain: "m.example.com",
-        };
-        let result = apply(&headers, &rewrite(&headers, &out));
+        let result = to_buyer(&headers);
         let text: String = result.iter().map(|h| format!("{}: {}\n", h.name, h.value)).collect();
         assert!(!text.contains("gmail") && !text.contains("seller-corp"), "{text}");
         assert!(text.contains("Content-Language: en\nMIME-Version: 1.0\nAuto-Submitted: auto-generated\n"), "{text}");
