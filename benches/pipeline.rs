@@ -64,7 +64,8 @@ fn bench(c: &mut Criterion) {
         dir.path().display()
     ))
     .unwrap();
-    let store = Arc::new(RedbStore::open(&config.store.path).unwrap());
+    let archive = Arc::new(Archive::new(config.archive.dir.clone()));
+    let store = Arc::new(RedbStore::open(&config.store.path, archive.clone()).unwrap());
     let a = |s: &str| Address::parse(s).unwrap();
     store
         .add_seller(NewSeller {
@@ -77,7 +78,7 @@ fn bench(c: &mut Criterion) {
     store.add_buyer(NewBuyer { id: "B1".into(), email: a("bob@buyer.example"), name: None }).unwrap();
     let pair = store.pair_alias("S1", "B1").unwrap();
     let relay = Relay {
-        archive: Arc::new(Archive::new(config.archive.dir.clone())),
+        archive,
         config: Arc::new(config),
         store: store.clone(),
         clock: Arc::new(SystemClock),

@@ -95,6 +95,8 @@ impl SharedConfig {
 pub struct Daemon {
     config: SharedConfig,
     store: Arc<dyn Store>,
+    /// Archived copies, and the store's journal.
+    archive: Arc<Archive>,
     clock: Arc<dyn Clock>,
     milter: BoundListener,
     admin: BoundListener,
@@ -117,7 +119,9 @@ impl Daemon {
             false => None,
         };
         let cache = snap.store.cache_mb as usize * 1024 * 1024;
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(&snap.store.path, cache)?);
+        // The archive is also the store's journal: opening the store replays it.
+        let archive = Arc::new(Archive::new(snap.archive.dir.clone()));
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(&snap.store.path, cache, archive.clone())?);
         let milter = BoundListener::bind(&snap.milter.socket, snap.milter.socket_mode.0)
             .await
             .map_err(|source| ServeError::Bind { socket: snap.milter.socket.clone(), source })?;
@@ -132,7 +136,7 @@ impl Daemon {
             ),
             None => None,
         };
-        Ok(Daemon { config, store, clock: Arc::new(SystemClock), milter, admin, dkim, verifier, cleaner })
+        Ok(Daemon { config, store, archive, clock: Arc::new(SystemClock), milter, admin, dkim, verifier, cleaner })
     }
 
     /// The milter's local address (useful with `inet:127.0.0.1:0` in tests).
@@ -152,14 +156,13 @@ impl Daemon {
     /// Serves until `shutdown` resolves; then stops accepting, lets messages in
     /// flight finish (up to 30 s), closes sessions and removes its sockets.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-        let Daemon { config, store, clock, milter, admin, dkim, verifier, cleaner } = self;
+        let Daemon { config, store, archive, clock, milter, admin, dkim, verifier, cleaner } = self;
         // Marks what this process's cleaner saw; unknown to any sender.
         let authres_marker: Arc<str> = alias::random_local(32).into();
         let source_marker = authres_marker.clone();
         let in_flight = Arc::new(InFlight::default());
         let source_config = config.clone();
         let source_store = store.clone();
-        let archive = Arc::new(Archive::new(config.snapshot().archive.dir.clone()));
         let purge_clock = clock.clone();
         let ops = Arc::new(metrics::ops::OpsMetrics::default());
         let source_ops = ops.clone();

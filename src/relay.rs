@@ -381,9 +381,10 @@ impl Relay {
             (Some(head), Some(rw)) => Some(std::iter::once(head.as_slice()).chain(rw.body_slices(msg.body)).collect()),
             _ => None,
         };
+        // Durable with the record: the store's commit flushes the archive.
         let archived = self
             .archive
-            .write(now, &[&original_head, msg.body], delivered.as_deref())
+            .append_copies(now, &[&original_head, msg.body], delivered.as_deref())
             .map_err(|e| store_io("archive", e))?;
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,

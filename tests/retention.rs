@@ -22,8 +22,8 @@ async fn purge_removes_whole_days_older_than_retention() {
         dir.path().display()
     ))
     .unwrap();
-    let store = Arc::new(RedbStore::open(&config.store.path).unwrap());
     let archive = Arc::new(Archive::new(config.archive.dir.clone()));
+    let store = Arc::new(RedbStore::open(&config.store.path, archive.clone()).unwrap());
     let a = |s: &str| Address::parse(s).unwrap();
     store
         .add_seller(NewSeller {

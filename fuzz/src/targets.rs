@@ -64,7 +64,8 @@ impl World {
             ALLOWLIST,
         ))
         .unwrap();
-        let store = Arc::new(RedbStore::open_with_cache(&config.store.path, 8 << 20).unwrap());
+        let archive = Arc::new(Archive::new(config.archive.dir.clone()));
+        let store = Arc::new(RedbStore::open_with_cache(&config.store.path, 8 << 20, archive.clone()).unwrap());
         let a = |s: &str| Address::parse(s).unwrap();
         store
             .add_seller(NewSeller {
@@ -78,7 +79,7 @@ impl World {
         let pair_alias = store.pair_alias("S1", "B1").unwrap();
         let seller_alias = store.seller("S1").unwrap().unwrap().alias;
         let relay = Relay {
-            archive: Arc::new(Archive::new(config.archive.dir.clone())),
+            archive,
             config: Arc::new(config),
             store,
             clock: Arc::new(SystemClock),

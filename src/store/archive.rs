@@ -1,16 +1,29 @@
-//! Archived messages (DESIGN §2.5, §6): one append-only segment file per UTC
-//! day (`YYYY-MM-DD.seg`), each message's copies appended and located by
-//! offset and length in its store record. Appending creates no file (the
-//! cost that dominated per-message files on ext4), and concurrent writers
-//! share one `fdatasync` (group commit). A crash mid-append leaves bytes no
-//! record points to: records are committed only after the flush.
-//! Retention removes whole days.
+//! The archive and journal (DESIGN §2.5, §6): one append-only segment file per
+//! UTC day (`YYYY-MM-DD.seg`) holding framed records:
+//!
+//! - **copies**: a message's original and delivered copies, located by offset
+//!   and length in its store record;
+//! - **index**: the store records of one group commit (written by the store,
+//!   [`crate::store::RedbStore`]), so that the store may commit them without
+//!   its own flush: a restart replays the index records written since the
+//!   store's last durable checkpoint.
+//!
+//! Appending creates no file (the cost that dominated per-message files on
+//! ext4), and concurrent writers share one `fdatasync` (group commit): a
+//! message's copies and its record become durable in the same flush.
+//!
+//! A frame is a 24-byte header (`BSMJ`, kind, payload length, payload CRC-32,
+//! header CRC-32) and the payload. An append that fails (disk full) is cut
+//! back to where it began, so frames always follow each other; a crash can
+//! leave only a torn tail, which recovery cuts off before anything is appended
+//! after it. Retention removes whole days.
 
 use super::group_sync::GroupSync;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -36,8 +49,61 @@ pub struct ArchiveRef {
     pub delivered: Option<Span>,
 }
 
+const MAGIC: &[u8; 4] = b"BSMJ";
+const HEADER_LEN: u64 = 24;
+
+/// What a frame holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Copies = 1,
+    Index = 2,
+}
+
+fn header(kind: Kind, len: u64, payload_crc: u32) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..4].copy_from_slice(MAGIC);
+    h[4] = kind as u8;
+    h[8..16].copy_from_slice(&len.to_le_bytes());
+    h[16..20].copy_from_slice(&payload_crc.to_le_bytes());
+    let crc = crc32fast::hash(&h[..20]);
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// A frame header's kind, payload length and payload CRC, if it is one.
+fn parse_header(h: &[u8; HEADER_LEN as usize]) -> Option<(Kind, u64, u32)> {
+    let word = |r: std::ops::Range<usize>| u32::from_le_bytes(h[r].try_into().expect("4 bytes"));
+    if &h[..4] != MAGIC || h[5..8] != [0, 0, 0] || crc32fast::hash(&h[..20]) != word(20..24) {
+        return None;
+    }
+    let kind = match h[4] {
+        1 => Kind::Copies,
+        2 => Kind::Index,
+        _ => return None,
+    };
+    Some((kind, u64::from_le_bytes(h[8..16].try_into().expect("8 bytes")), word(16..20)))
+}
+
+/// An index record found by [`Archive::recover`].
+pub(crate) struct IndexFrame {
+    pub day: String,
+    pub offset: u64,
+    pub payload: Vec<u8>,
+}
+
+/// How far the store has applied a segment: the segment file (its inode, so a
+/// replaced file is read from its start) and the offset of the first frame not
+/// yet applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub ino: u64,
+    pub offset: u64,
+}
+
 struct Segment {
     file: File,
+    ino: u64,
     len: u64,
     /// Appended to since its last flush.
     dirty: bool,
@@ -46,9 +112,12 @@ struct Segment {
 #[derive(Default)]
 struct Segments {
     open: HashMap<String, Segment>,
-    /// Segments given up after a failed append, still holding other writers' copies that the
+    /// Segments given up after a failed append, still holding other writers' frames that the
     /// next flush must make durable.
     retired: Vec<File>,
+    /// Where a failed append began in a segment that could not be cut back at once: the file
+    /// is cut there when it is next opened, before anything is appended.
+    cut_at: HashMap<String, u64>,
 }
 
 pub struct Archive {
@@ -67,64 +136,123 @@ fn is_day(name: &str) -> Option<&str> {
     (day.len() == 10 && day.bytes().all(|b| b.is_ascii_digit() || b == b'-')).then_some(day)
 }
 
+/// Frames no larger than this are gathered and appended with one `write`.
+const GATHER: u64 = 256 * 1024;
+
+impl Segments {
+    /// The day's segment, opened (and cut back after an earlier failed append) if need be.
+    fn get(&mut self, dir: &std::path::Path, day: &str) -> io::Result<&mut Segment> {
+        if !self.open.contains_key(day) {
+            fs::create_dir_all(dir)?;
+            let file = OpenOptions::new().create(true).append(true).read(true).open(dir.join(format!("{day}.seg")))?;
+            // The name must survive a crash too: synced on every open, so an open that
+            // created the file and then failed does not leave it unsynced for the next one.
+            File::open(dir)?.sync_all()?;
+            let meta = file.metadata()?;
+            let mut len = meta.len();
+            if let Some(&at) = self.cut_at.get(day) {
+                if len > at {
+                    file.set_len(at)?;
+                    len = at;
+                }
+                self.cut_at.remove(day);
+            }
+            self.open.insert(day.to_string(), Segment { file, ino: meta.ino(), len, dirty: false });
+        }
+        Ok(self.open.get_mut(day).expect("inserted above"))
+    }
+}
+
 impl Archive {
     pub fn new(dir: impl Into<PathBuf>) -> Archive {
         Archive { dir: dir.into(), segments: Mutex::default(), flush: GroupSync::default() }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     fn path(&self, day: &str) -> PathBuf {
         self.dir.join(format!("{day}.seg"))
     }
 
-    /// Appends a message's copies and returns once they are durable. Each copy
-    /// is given in pieces (header block, body) so large bodies are not copied.
-    ///
-    /// A failed append (disk full) may leave part of the copy in the file: the
-    /// segment is then given up, and the next message reopens it and appends
-    /// after whatever is there, so every recorded offset stays right. Reopening
-    /// also picks up a segment file that was replaced meanwhile.
-    pub fn write(&self, at: u64, original: &[&[u8]], delivered: Option<&[&[u8]]>) -> io::Result<ArchiveRef> {
-        let day = day_dir(at);
-        let location = {
-            let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-            if !segments.open.contains_key(&day) {
-                fs::create_dir_all(&self.dir)?;
-                let file = OpenOptions::new().create(true).append(true).read(true).open(self.path(&day))?;
-                // The name must survive a crash too: synced on every open, so an open that
-                // created the file and then failed does not leave it unsynced for the next one.
-                File::open(&self.dir)?.sync_all()?;
-                let len = file.metadata()?.len();
-                segments.open.insert(day.clone(), Segment { file, len, dirty: false });
+    fn lock(&self) -> std::sync::MutexGuard<'_, Segments> {
+        self.segments.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends one frame whose payload is `pieces`; returns the payload's offset.
+    fn append(&self, day: &str, kind: Kind, pieces: &[&[u8]]) -> io::Result<u64> {
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        let mut crc = crc32fast::Hasher::new();
+        pieces.iter().for_each(|p| crc.update(p));
+        let head = header(kind, len, crc.finalize());
+        // A small frame goes out in one write; a large one piece by piece, not copied.
+        let gathered: Option<Vec<u8>> = (len <= GATHER).then(|| {
+            let mut buf = Vec::with_capacity((HEADER_LEN + len) as usize);
+            buf.extend_from_slice(&head);
+            pieces.iter().for_each(|p| buf.extend_from_slice(p));
+            buf
+        });
+        let mut segments = self.lock();
+        let segments = &mut *segments;
+        let seg = segments.get(&self.dir, day)?;
+        let start = seg.len;
+        let written = match &gathered {
+            Some(buf) => seg.file.write_all(buf),
+            None => std::iter::once(&head[..]).chain(pieces.iter().copied()).try_for_each(|p| seg.file.write_all(p)),
+        };
+        match written {
+            Ok(()) => {
+                seg.len += HEADER_LEN + len;
+                seg.dirty = true;
+                Ok(start + HEADER_LEN)
             }
-            let seg = segments.open.get_mut(&day).expect("inserted above");
-            let mut append = |pieces: &[&[u8]]| -> io::Result<Span> {
-                let span = Span { offset: seg.len, len: pieces.iter().map(|p| p.len() as u64).sum() };
-                for p in pieces {
-                    seg.file.write_all(p)?;
-                }
-                seg.len += span.len;
-                Ok(span)
-            };
-            let appended = append(original).and_then(|original| {
-                let delivered = delivered.map(&mut append).transpose()?;
-                Ok(ArchiveRef { original, delivered })
-            });
-            match appended {
-                Ok(location) => {
-                    seg.dirty = true;
-                    location
-                }
-                Err(e) => {
-                    let seg = segments.open.remove(&day).expect("appended to above");
+            Err(e) => {
+                // Frames must follow each other: the partial one is cut off now, or when the
+                // segment is next opened.
+                if seg.file.set_len(start).is_err() {
+                    let seg = segments.open.remove(day).expect("appended to above");
                     if seg.dirty {
                         segments.retired.push(seg.file);
                     }
-                    return Err(e);
+                    segments.cut_at.insert(day.to_string(), start);
                 }
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Appends a message's copies; they are durable after the next [`Archive::sync`]
+    /// (the store's commit of the message's record syncs). Each copy is given in
+    /// pieces (header block, body) so large bodies are not copied.
+    pub fn append_copies(&self, at: u64, original: &[&[u8]], delivered: Option<&[&[u8]]>) -> io::Result<ArchiveRef> {
+        let pieces: Vec<&[u8]> = original.iter().chain(delivered.unwrap_or_default()).copied().collect();
+        let offset = self.append(&day_dir(at), Kind::Copies, &pieces)?;
+        let original_len: u64 = original.iter().map(|p| p.len() as u64).sum();
+        Ok(ArchiveRef {
+            original: Span { offset, len: original_len },
+            delivered: delivered
+                .map(|d| Span { offset: offset + original_len, len: d.iter().map(|p| p.len() as u64).sum() }),
+        })
+    }
+
+    /// Appends a message's copies and returns once they are durable.
+    pub fn write(&self, at: u64, original: &[&[u8]], delivered: Option<&[&[u8]]>) -> io::Result<ArchiveRef> {
+        let location = self.append_copies(at, original, delivered)?;
+        self.sync()?;
+        Ok(location)
+    }
+
+    /// Appends an index record to the day's segment (durable after the next sync).
+    pub(crate) fn append_index(&self, day: &str, payload: &[u8]) -> io::Result<()> {
+        self.append(day, Kind::Index, &[payload]).map(drop)
+    }
+
+    /// Returns once every frame appended before the call is durable; concurrent callers
+    /// share one flush.
+    pub fn sync(&self) -> io::Result<()> {
         self.flush.sync(|| {
-            let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            let mut segments = self.lock();
             let segments = &mut *segments;
             segments.open.values().filter(|s| s.dirty).try_for_each(|s| s.file.sync_data())?;
             segments.retired.iter().try_for_each(|f| f.sync_data())?;
@@ -132,8 +260,81 @@ impl Archive {
             segments.open.values_mut().for_each(|s| s.dirty = false);
             segments.retired.clear();
             Ok(())
-        })?;
-        Ok(location)
+        })
+    }
+
+    /// Where the open segments end now.
+    pub(crate) fn ends(&self) -> Vec<(String, Applied)> {
+        let segments = self.lock();
+        segments.open.iter().map(|(day, s)| (day.clone(), Applied { ino: s.ino, offset: s.len })).collect()
+    }
+
+    fn days(&self) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut days = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(day) = is_day(&name) {
+                days.push(day.to_string());
+            }
+        }
+        days.sort();
+        Ok(days)
+    }
+
+    /// Where every segment file ends now, unread: what a store that has never
+    /// replayed this archive takes as applied (segments written before frames).
+    pub(crate) fn existing(&self) -> io::Result<Vec<(String, Applied)>> {
+        self.days()?
+            .into_iter()
+            .map(|day| {
+                let m = fs::metadata(self.path(&day))?;
+                Ok((day, Applied { ino: m.ino(), offset: m.len() }))
+            })
+            .collect()
+    }
+
+    /// Reads every frame after what `applied` says was applied, checking each; returns the
+    /// index records found and where each segment's whole frames end. A torn tail (a crash
+    /// mid-append or before a flush) is cut off, so later appends follow whole frames. Holds
+    /// the segments while it runs: nothing is appended meanwhile.
+    pub(crate) fn recover(
+        &self,
+        applied: &HashMap<String, Applied>,
+    ) -> io::Result<(Vec<IndexFrame>, Vec<(String, Applied)>)> {
+        let mut segments = self.lock();
+        let mut frames = Vec::new();
+        let mut ends = Vec::new();
+        for day in self.days()? {
+            let (file, ino, end) = match segments.open.get(&day) {
+                Some(s) => (s.file.try_clone()?, s.ino, s.len),
+                None => {
+                    let f = OpenOptions::new().read(true).write(true).open(self.path(&day))?;
+                    let m = f.metadata()?;
+                    (f, m.ino(), m.len())
+                }
+            };
+            let from = match applied.get(&day) {
+                Some(a) if a.ino == ino && a.offset <= end => a.offset,
+                _ => 0,
+            };
+            let whole = scan(&file, &day, from, end, &mut frames)?;
+            if whole < end {
+                tracing::warn!(day, offset = whole, bytes = end - whole, "archive: cut off a torn tail");
+                file.set_len(whole)?;
+                file.sync_data()?;
+                if let Some(s) = segments.open.get_mut(&day) {
+                    s.len = whole;
+                }
+            }
+            ends.push((day, Applied { ino, offset: whole }));
+        }
+        segments.cut_at.clear();
+        Ok((frames, ends))
     }
 
     pub fn read(&self, at: u64, location: &ArchiveRef, copy: Copy) -> io::Result<Vec<u8>> {
@@ -153,19 +354,12 @@ impl Archive {
     /// Removes every day before `cutoff_day` (`YYYY-MM-DD`); returns how many
     /// day segments went.
     pub fn purge_before(&self, cutoff_day: &str) -> io::Result<usize> {
-        let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        let mut segments = self.lock();
         segments.open.retain(|day, _| day.as_str() >= cutoff_day);
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
         let mut removed = 0;
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_day(&name).is_some_and(|d| d < cutoff_day) {
-                fs::remove_file(entry.path())?;
+        for day in self.days()? {
+            if day.as_str() < cutoff_day {
+                fs::remove_file(self.path(&day))?;
                 removed += 1;
             }
         }
@@ -183,50 +377,86 @@ impl Archive {
     }
 }
 
+/// Checks the frames of `file` from `from` to `end`, collecting the index records; returns
+/// where the whole, intact frames end.
+fn scan(file: &File, day: &str, from: u64, end: u64, frames: &mut Vec<IndexFrame>) -> io::Result<u64> {
+    let mut pos = from;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end - pos >= HEADER_LEN {
+        let mut h = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut h, pos)?;
+        let Some((kind, len, crc)) = parse_header(&h) else { break };
+        let body = pos + HEADER_LEN;
+        if len > end - body {
+            break;
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        let mut payload = Vec::new();
+        let mut off = body;
+        while off < body + len {
+            let n = ((body + len - off) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], off)?;
+            hasher.update(&buf[..n]);
+            if kind == Kind::Index {
+                payload.extend_from_slice(&buf[..n]);
+            }
+            off += n as u64;
+        }
+        if hasher.finalize() != crc {
+            break;
+        }
+        if kind == Kind::Index {
+            frames.push(IndexFrame { day: day.to_string(), offset: body, payload });
+        }
+        pos = body + len;
+    }
+    Ok(pos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY: u64 = 20_780 * 86_400; // 2026-11-23
 
     #[test]
     fn write_read_purge() {
         let dir = tempfile::tempdir().unwrap();
         let a = Archive::new(dir.path());
-        let day = 20_780 * 86_400; // 2026-11-23
-        assert_eq!(day_dir(day), "2026-11-23");
-        let r1 = a.write(day, &[b"or", b"ig"], Some(&[b"deliv"])).unwrap();
-        let r2 = a.write(day + 86_400, &[b"second"], None).unwrap();
-        let r3 = a.write(day + 5, &[b"third"], None).unwrap();
-        assert_eq!(a.read(day, &r1, Copy::Original).unwrap(), b"orig");
-        assert_eq!(a.read(day, &r1, Copy::Delivered).unwrap(), b"deliv");
-        assert_eq!(a.read(day + 5, &r3, Copy::Original).unwrap(), b"third");
-        assert_eq!(a.read(day + 86_400, &r2, Copy::Delivered).unwrap_err().kind(), io::ErrorKind::NotFound);
-        assert_eq!(a.size(), 20);
+        assert_eq!(day_dir(DAY), "2026-11-23");
+        let r1 = a.write(DAY, &[b"or", b"ig"], Some(&[b"deliv"])).unwrap();
+        let r2 = a.write(DAY + 86_400, &[b"second"], None).unwrap();
+        let r3 = a.write(DAY + 5, &[b"third"], None).unwrap();
+        assert_eq!(a.read(DAY, &r1, Copy::Original).unwrap(), b"orig");
+        assert_eq!(a.read(DAY, &r1, Copy::Delivered).unwrap(), b"deliv");
+        assert_eq!(a.read(DAY + 5, &r3, Copy::Original).unwrap(), b"third");
+        assert_eq!(a.read(DAY + 86_400, &r2, Copy::Delivered).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(a.size(), 3 * HEADER_LEN + 20);
         // A reopened archive appends after what is there.
         let b = Archive::new(dir.path());
-        let r4 = b.write(day, &[b"fourth"], None).unwrap();
-        assert_eq!(r4.original.offset, 14);
-        assert_eq!(b.read(day, &r1, Copy::Delivered).unwrap(), b"deliv");
+        let r4 = b.write(DAY, &[b"fourth"], None).unwrap();
+        assert_eq!(r4.original.offset, 2 * HEADER_LEN + 14 + HEADER_LEN);
+        assert_eq!(b.read(DAY, &r1, Copy::Delivered).unwrap(), b"deliv");
         assert_eq!(b.purge_before("2026-11-24").unwrap(), 1);
-        assert!(b.read(day, &r1, Copy::Original).is_err());
-        assert_eq!(b.read(day + 86_400, &r2, Copy::Original).unwrap(), b"second");
+        assert!(b.read(DAY, &r1, Copy::Original).is_err());
+        assert_eq!(b.read(DAY + 86_400, &r2, Copy::Original).unwrap(), b"second");
     }
 
     #[test]
     fn a_full_segment_fails_the_write_and_the_next_one_reopens_it() {
         let dir = tempfile::tempdir().unwrap();
         let a = Archive::new(dir.path());
-        let day = 20_780 * 86_400;
         // Today's segment is on a device that is always full (ENOSPC).
         let path = dir.path().join("2026-11-23.seg");
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-        assert_eq!(a.write(day, &[b"first"], None).unwrap_err().kind(), io::ErrorKind::StorageFull);
-        assert_eq!(a.write(day, &[b"first"], None).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(a.write(DAY, &[b"first"], None).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(a.write(DAY, &[b"first"], None).unwrap_err().kind(), io::ErrorKind::StorageFull);
         // Space again: the next write opens the segment afresh.
         fs::remove_file(&path).unwrap();
-        let r1 = a.write(day, &[b"first"], None).unwrap();
-        let r2 = a.write(day, &[b"second"], None).unwrap();
-        assert_eq!((r1.original.offset, r2.original.offset), (0, 5));
-        assert_eq!(a.read(day, &r2, Copy::Original).unwrap(), b"second");
+        let r1 = a.write(DAY, &[b"first"], None).unwrap();
+        let r2 = a.write(DAY, &[b"second"], None).unwrap();
+        assert_eq!((r1.original.offset, r2.original.offset), (HEADER_LEN, 2 * HEADER_LEN + 5));
+        assert_eq!(a.read(DAY, &r2, Copy::Original).unwrap(), b"second");
     }
 
     #[test]
@@ -237,15 +467,97 @@ mod tests {
             .map(|i| {
                 let a = a.clone();
                 std::thread::spawn(move || {
-                    let body = format!("message {i} ").repeat(100);
-                    let r = a.write(86_400, &[body.as_bytes()], None).unwrap();
+                    // Some frames are gathered into one write, some written piece by piece.
+                    let body = format!("message {i} ").repeat(if i % 2 == 0 { 100 } else { 30_000 });
+                    let r = a.write(86_400, &[b"head\r\n", body.as_bytes()], Some(&[body.as_bytes()])).unwrap();
                     (body, r)
                 })
             })
             .collect();
         for t in threads {
             let (body, r) = t.join().unwrap();
-            assert_eq!(a.read(86_400, &r, Copy::Original).unwrap(), body.as_bytes());
+            assert_eq!(a.read(86_400, &r, Copy::Original).unwrap(), [b"head\r\n", body.as_bytes()].concat());
+            assert_eq!(a.read(86_400, &r, Copy::Delivered).unwrap(), body.as_bytes());
         }
+        let (frames, ends) = a.recover(&HashMap::new()).unwrap();
+        assert!(frames.is_empty());
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0].1.offset, a.size(), "every frame is whole");
+    }
+
+    fn index_payloads(frames: &[IndexFrame]) -> Vec<&[u8]> {
+        frames.iter().map(|f| f.payload.as_slice()).collect()
+    }
+
+    #[test]
+    fn recovery_finds_the_index_records_after_what_was_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::new(dir.path());
+        a.append_copies(DAY, &[b"copy one"], None).unwrap();
+        a.append_index("2026-11-23", b"first").unwrap();
+        a.sync().unwrap();
+        let applied: HashMap<_, _> = a.ends().into_iter().collect();
+        a.append_copies(DAY, &[b"copy two"], None).unwrap();
+        a.append_index("2026-11-23", b"second").unwrap();
+        a.append_index("2026-11-24", b"other day").unwrap();
+        a.sync().unwrap();
+        let b = Archive::new(dir.path());
+        let (frames, ends) = b.recover(&applied).unwrap();
+        assert_eq!(index_payloads(&frames), [&b"second"[..], b"other day"]);
+        // From nothing applied, every index record.
+        let (frames, again) = b.recover(&HashMap::new()).unwrap();
+        assert_eq!(index_payloads(&frames), [&b"first"[..], b"second", b"other day"]);
+        assert_eq!(ends, again);
+        // A replaced segment file is read from its start.
+        let replaced = dir.path().join("2026-11-23.seg");
+        fs::copy(&replaced, dir.path().join("copy")).unwrap();
+        fs::rename(dir.path().join("copy"), &replaced).unwrap();
+        let all_applied: HashMap<_, _> = ends.into_iter().collect();
+        let (frames, _) = b.recover(&all_applied).unwrap();
+        assert_eq!(index_payloads(&frames), [&b"first"[..], b"second"]);
+    }
+
+    #[test]
+    fn recovery_cuts_a_torn_or_damaged_tail_and_appends_follow_whole_frames() {
+        for damage in ["torn header", "torn payload", "flipped byte"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("2026-11-23.seg");
+            let a = Archive::new(dir.path());
+            a.append_index("2026-11-23", b"kept").unwrap();
+            a.sync().unwrap();
+            let whole = fs::metadata(&path).unwrap().len();
+            a.append_index("2026-11-23", b"lost in the crash").unwrap();
+            a.sync().unwrap();
+            drop(a);
+            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            match damage {
+                "torn header" => f.set_len(whole + 10).unwrap(),
+                "torn payload" => f.set_len(whole + HEADER_LEN + 3).unwrap(),
+                _ => f.write_all_at(b"X", whole + HEADER_LEN + 2).unwrap(),
+            }
+            let b = Archive::new(dir.path());
+            let (frames, ends) = b.recover(&HashMap::new()).unwrap();
+            assert_eq!(index_payloads(&frames), [&b"kept"[..]], "{damage}");
+            assert_eq!(ends[0].1.offset, whole, "{damage}");
+            assert_eq!(fs::metadata(&path).unwrap().len(), whole, "{damage}: the tail is cut off");
+            b.append_index("2026-11-23", b"after").unwrap();
+            b.sync().unwrap();
+            let (frames, _) = Archive::new(dir.path()).recover(&HashMap::new()).unwrap();
+            assert_eq!(index_payloads(&frames), [&b"kept"[..], b"after"], "{damage}");
+        }
+    }
+
+    #[test]
+    fn an_old_unframed_segment_is_taken_as_applied_where_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("2026-11-22.seg"), b"raw copies of an earlier version").unwrap();
+        let a = Archive::new(dir.path());
+        let existing = a.existing().unwrap();
+        assert_eq!(existing.len(), 1);
+        assert_eq!(existing[0].1.offset, 32);
+        a.append_index("2026-11-22", b"new").unwrap();
+        let (frames, _) = a.recover(&existing.into_iter().collect()).unwrap();
+        assert_eq!(index_payloads(&frames), [&b"new"[..]]);
+        assert_eq!(fs::read(dir.path().join("2026-11-22.seg")).unwrap()[..32], b"raw copies of an earlier version"[..]);
     }
 }

@@ -228,7 +228,7 @@ pub enum Mark {
 }
 
 /// A seller's daily allowance, checked and counted in the recording transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DailyAllowance {
     /// UTC day number (unix seconds / 86400).
     pub day: u64,

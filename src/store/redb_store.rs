@@ -1,4 +1,13 @@
-//! The embedded store: redb, one file, fsync on every commit.
+//! The embedded store: redb, one file.
+//!
+//! Messages are recorded without a flush of their own: each group commit
+//! writes its records to the archive journal ([`Archive`], the file the
+//! messages' copies go to) and commits to redb non-durably; one `fdatasync` of
+//! the journal then makes both the copies and the records durable. About once a
+//! second, and with every other write (sellers, buyers, orders, marks), the
+//! store commits durably and notes how far the journal is applied; opening the
+//! store replays the journal's records after that point (recording a message is
+//! idempotent, so a record applied twice is applied once).
 //!
 //! After an I/O error (disk full, a file-size limit, EIO) redb fails every
 //! later call on that `Database` ("close and re-open"): the store then reopens
@@ -6,13 +15,15 @@
 //! instead of tempfailing every message until a restart.
 
 use super::*;
+use super::archive::{Applied, Archive, day_dir};
 use crate::alias::{ALIAS_LEN, mint_message_id, random_local};
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 // Values are JSON: small records, readable with any redb tool, and tolerant of
@@ -41,8 +52,11 @@ const MSG_BY_ORIGINAL: TableDefinition<&str, &str> = TableDefinition::new("msg_b
 const MESSAGES: TableDefinition<&str, &str> = TableDefinition::new("messages");
 /// command token -> relay Message-ID of a buyer message
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("command_tokens");
-/// counters: "message_seq"
+/// counters: "message_seq"; "journal_seq" (the last index record applied durably);
+/// "journal_initialized"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// archive day -> (segment inode, offset of the first journal frame not yet durably applied)
+const JOURNAL: TableDefinition<&str, (u64, u64)> = TableDefinition::new("journal_applied");
 /// "seller\x1f{day:08}" -> orders created that UTC day
 const SELLER_DAY_ORDERS: TableDefinition<&str, u64> = TableDefinition::new("seller_day_orders");
 /// "seller\x1f{day:08}" -> seller messages delivered that UTC day
@@ -79,9 +93,26 @@ pub struct RedbStore {
     last_reopen: Mutex<Option<Instant>>,
     batch: std::sync::Mutex<Batch>,
     batch_done: std::sync::Condvar,
+    /// Where message records are journaled: the archive.
+    journal: Arc<Archive>,
+    /// The last index record written to the journal.
+    journal_seq: AtomicU64,
+    last_checkpoint: Mutex<Instant>,
 }
 
 const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Drop for RedbStore {
+    /// A last checkpoint, so that closing (which makes pending non-durable
+    /// commits durable) leaves nothing to replay.
+    fn drop(&mut self) {
+        if let Err(e) = self.write(|_| Ok(())) {
+            tracing::warn!("store: no checkpoint at close ({e}); the next start replays the journal");
+        }
+    }
+}
+/// How long message records may stay applied non-durably (journaled only).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// Set by [`backend`] when a redb call on this thread failed with an I/O
@@ -97,7 +128,8 @@ struct Batch {
     leader: bool,
 }
 
-/// A `NewMessage` that can wait in the group-commit queue.
+/// A `NewMessage` that can wait in the group-commit queue; as journaled.
+#[derive(Serialize, Deserialize)]
 struct OwnedMessage {
     seller: String,
     buyer: String,
@@ -167,6 +199,23 @@ impl OwnedMessage {
     }
 }
 
+/// One group commit's records in the journal, in the order they were applied.
+#[derive(Serialize)]
+struct IndexRecord<'a> {
+    seq: u64,
+    messages: Vec<&'a OwnedMessage>,
+}
+
+#[derive(Deserialize)]
+struct ReadIndexRecord {
+    seq: u64,
+    messages: Vec<OwnedMessage>,
+}
+
+fn journal_io(journal: &Archive) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::Backend(format!("archive journal {}: {e}", journal.dir().display()))
+}
+
 fn backend(e: impl Into<redb::Error>) -> StoreError {
     let e = e.into();
     if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed) {
@@ -207,19 +256,22 @@ fn pair_key(seller: &str, buyer: &str) -> String {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store with redb's default page cache (1 GiB).
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, 1 << 30)
+    /// Opens (or creates) the store with redb's default page cache (1 GiB),
+    /// journaling message records into `journal` (the archive their copies go to).
+    pub fn open(path: &Path, journal: Arc<Archive>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, 1 << 30, journal)
     }
 
     /// Opens the store with a bounded page cache: redb's cache grows with the
-    /// store up to this size, and so does the daemon's memory.
-    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+    /// store up to this size, and so does the daemon's memory. Replays what the
+    /// journal holds beyond the store's last durable commit.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize, journal: Arc<Archive>) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
         let db = Self::open_db(path, cache_bytes)?;
+        let seq = Self::replay(&db, &journal)?;
         Ok(RedbStore {
             path: path.to_path_buf(),
             cache_bytes,
@@ -228,7 +280,97 @@ impl RedbStore {
             last_reopen: Mutex::new(None),
             batch: Default::default(),
             batch_done: Default::default(),
+            journal,
+            journal_seq: AtomicU64::new(seq),
+            last_checkpoint: Mutex::new(Instant::now()),
         })
+    }
+
+    /// Applies the journal's records beyond the store's last durable commit,
+    /// durably; returns the last index record's number. A store that has never
+    /// journaled into this archive takes what the archive holds as applied.
+    fn replay(db: &Database, journal: &Archive) -> Result<u64, StoreError> {
+        let txn = db.begin_write().map_err(backend)?;
+        let (seq, initialized) = {
+            let meta = txn.open_table(META).map_err(backend)?;
+            let value = |k: &str| meta.get(k).map(|v| v.map(|v| v.value()));
+            (value("journal_seq").map_err(backend)?.unwrap_or(0), value("journal_initialized").map_err(backend)?)
+        };
+        if initialized.is_none() {
+            let mut applied = txn.open_table(JOURNAL).map_err(backend)?;
+            for (day, a) in journal.existing().map_err(journal_io(journal))? {
+                applied.insert(day.as_str(), (a.ino, a.offset)).map_err(backend)?;
+            }
+            drop(applied);
+            txn.open_table(META).map_err(backend)?.insert("journal_initialized", 1).map_err(backend)?;
+            txn.commit().map_err(backend)?;
+            return Ok(seq);
+        }
+        let applied: HashMap<String, Applied> = {
+            let t = txn.open_table(JOURNAL).map_err(backend)?;
+            let mut applied = HashMap::new();
+            for entry in t.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                let (ino, offset) = v.value();
+                applied.insert(k.value().to_string(), Applied { ino, offset });
+            }
+            applied
+        };
+        let (frames, ends) = journal.recover(&applied).map_err(journal_io(journal))?;
+        let mut batches = Vec::with_capacity(frames.len());
+        for f in &frames {
+            match serde_json::from_slice::<ReadIndexRecord>(&f.payload) {
+                Ok(batch) => batches.push(batch),
+                // Whole and checked, so written by another version: said, and skipped.
+                Err(e) => tracing::warn!(day = f.day, offset = f.offset, "journal: unreadable index record: {e}"),
+            }
+        }
+        batches.sort_by_key(|b| b.seq);
+        let (mut replayed, mut last) = (0usize, seq);
+        for batch in &batches {
+            last = last.max(batch.seq);
+            for m in &batch.messages {
+                match Self::record_in(&txn, &m.as_new()) {
+                    Ok(Recorded::Done { .. }) => replayed += 1,
+                    Err(e @ StoreError::Backend(_)) => return Err(e),
+                    other => tracing::warn!(batch = batch.seq, "journal: a record did not apply again: {other:?}"),
+                }
+            }
+        }
+        {
+            let mut t = txn.open_table(JOURNAL).map_err(backend)?;
+            let gone: Vec<String> = applied.keys().filter(|d| !ends.iter().any(|(e, _)| e == *d)).cloned().collect();
+            for day in gone {
+                t.remove(day.as_str()).map_err(backend)?;
+            }
+            for (day, a) in &ends {
+                t.insert(day.as_str(), (a.ino, a.offset)).map_err(backend)?;
+            }
+        }
+        txn.open_table(META).map_err(backend)?.insert("journal_seq", last).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        if replayed > 0 {
+            tracing::info!("store: applied {replayed} message record(s) from the journal ({} group commits)", batches.len());
+        }
+        Ok(last)
+    }
+
+    /// Inside a durable write transaction: makes the journal durable up to
+    /// where it ends now and notes that it is applied that far.
+    fn checkpoint(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        // Index records are appended only inside write transactions, so every one up to
+        // these ends is applied once this transaction commits.
+        let ends = self.journal.ends();
+        self.journal.sync().map_err(journal_io(&self.journal))?;
+        let mut t = txn.open_table(JOURNAL).map_err(backend)?;
+        for (day, a) in &ends {
+            t.insert(day.as_str(), (a.ino, a.offset)).map_err(backend)?;
+        }
+        drop(t);
+        let seq = self.journal_seq.load(Ordering::SeqCst);
+        txn.open_table(META).map_err(backend)?.insert("journal_seq", seq).map_err(backend)?;
+        *self.last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        Ok(())
     }
 
     /// Opens (creates, repairs) the file and makes sure every table exists.
@@ -258,6 +400,7 @@ impl RedbStore {
         for t in [SELLER_DAY_ORDERS, SELLER_DAY_SENT, META] {
             txn.open_table(t).map_err(backend)?;
         }
+        txn.open_table(JOURNAL).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(db)
     }
@@ -299,7 +442,11 @@ impl RedbStore {
             // Releases the file; the error is the latched one.
             let _ = old.close();
         }
-        *db = Some(Self::open_db(&self.path, self.cache_bytes)?);
+        let reopened = Self::open_db(&self.path, self.cache_bytes)?;
+        // What was committed non-durably is gone with the old handle; the journal has it.
+        let seq = Self::replay(&reopened, &self.journal)?;
+        self.journal_seq.fetch_max(seq, Ordering::SeqCst);
+        *db = Some(reopened);
         self.failed.store(false, Ordering::Release);
         tracing::warn!("store reopened after an I/O error");
         Ok(())
@@ -312,12 +459,14 @@ impl RedbStore {
         })
     }
 
-    /// Runs `f` in a write transaction and commits (durably) only if it succeeds:
-    /// an error leaves nothing half-applied.
+    /// Runs `f` in a write transaction and commits (durably, with a journal
+    /// checkpoint) only if it succeeds: an error leaves nothing half-applied.
     fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_write().map_err(backend)?;
             let r = f(&txn)?;
+            // This commit makes the earlier non-durable ones durable: their journal first.
+            self.checkpoint(&txn)?;
             txn.commit().map_err(backend)?;
             Ok(r)
         })
@@ -376,9 +525,12 @@ impl RedbStore {
         let key = msg.original_id.map(|id| original_key(msg.seller, msg.buyer, msg.sender, id));
         let known: Option<MessageLink> = {
             let by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
+            let by_relay = txn.open_table(MSG_BY_RELAY).map_err(backend)?;
             match key.as_deref().map(|k| get_str(&by_original, k)).transpose()?.flatten() {
-                Some(relay_id) => get(&txn.open_table(MSG_BY_RELAY).map_err(backend)?, &relay_id)?,
-                None => None,
+                Some(relay_id) => get(&by_relay, &relay_id)?,
+                // A message recorded under the relay id it brings (a replayed journal record,
+                // or a message without Message-ID) is not counted again.
+                None => msg.relay_id.map(|id| get(&by_relay, id)).transpose()?.flatten(),
             }
         };
         if let (None, Some(allowance), Decision::Delivered) = (&known, msg.allowance, msg.decision) {
@@ -497,9 +649,9 @@ impl RedbStore {
                 continue;
             }
             b.leader = true;
-            let jobs = std::mem::take(&mut b.queue);
+            let mut jobs = std::mem::take(&mut b.queue);
             drop(b);
-            let results = self.commit_batch(&jobs);
+            let results = self.commit_batch(&mut jobs);
             b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
             b.leader = false;
             b.results.extend(results);
@@ -507,16 +659,48 @@ impl RedbStore {
         }
     }
 
-    fn commit_batch(&self, jobs: &[(u64, OwnedMessage)]) -> Vec<(u64, Result<Recorded, StoreError>)> {
-        let run = || -> Result<Vec<(u64, Result<Recorded, StoreError>)>, StoreError> {
+    /// Records a batch in one write transaction and journals what it recorded.
+    /// The commit is non-durable (the journal's flush, after this, is what
+    /// makes the batch durable), but for a checkpoint about once a second.
+    fn commit_batch(&self, jobs: &mut [(u64, OwnedMessage)]) -> Vec<(u64, Result<Recorded, StoreError>)> {
+        let checkpoint =
+            self.last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= CHECKPOINT_INTERVAL;
+        let mut run = || -> Result<Vec<(u64, Result<Recorded, StoreError>)>, StoreError> {
             self.with_db(|db| {
-                let txn = db.begin_write().map_err(backend)?;
+                let mut txn = db.begin_write().map_err(backend)?;
+                if !checkpoint {
+                    txn.set_durability(Durability::None).map_err(backend)?;
+                }
                 let mut results = Vec::with_capacity(jobs.len());
-                for (id, job) in jobs {
+                for (id, job) in jobs.iter_mut() {
                     match Self::record_in(&txn, &job.as_new()) {
                         Err(e @ StoreError::Backend(_)) => return Err(e),
+                        Ok(r @ Recorded::Done { .. }) => {
+                            if let Recorded::Done { link, .. } = &r {
+                                // Replayed, it finds itself under this id.
+                                job.relay_id = Some(link.relay_id.clone());
+                            }
+                            results.push((*id, Ok(r)));
+                        }
                         r => results.push((*id, r)),
                     }
+                }
+                let recorded: Vec<&OwnedMessage> = jobs
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, (_, r))| matches!(r, Ok(Recorded::Done { .. })))
+                    .map(|((_, job), _)| job)
+                    .collect();
+                if let Some(first) = recorded.first() {
+                    let seq = self.journal_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                    let day = day_dir(first.at);
+                    let payload = serde_json::to_vec(&IndexRecord { seq, messages: recorded })
+                        .expect("message records serialize: plain structs of strings and numbers");
+                    // Appended before the commit: a failed append rolls the batch back.
+                    self.journal.append_index(&day, &payload).map_err(journal_io(&self.journal))?;
+                }
+                if checkpoint {
+                    self.checkpoint(&txn)?;
                 }
                 txn.commit().map_err(backend)?;
                 Ok(results)
@@ -783,7 +967,17 @@ impl Store for RedbStore {
     }
 
     fn record_message(&self, msg: &NewMessage<'_>) -> Result<Recorded, StoreError> {
-        self.group_commit(OwnedMessage::from(msg))
+        let mut msg = OwnedMessage::from(msg);
+        // Minted here rather than in the transaction, so that a replayed record gets the same.
+        if msg.token.is_none() && msg.sender == Party::Buyer && msg.decision == Decision::Delivered {
+            msg.token = Some(random_local(TOKEN_LEN));
+        }
+        let recorded = self.group_commit(msg)?;
+        if let Recorded::Done { .. } = recorded {
+            // The record and the message's copies, appended before it, become durable together.
+            self.journal.sync().map_err(journal_io(&self.journal))?;
+        }
+        Ok(recorded)
     }
 
     fn message(&self, relay_id: &str) -> Result<Option<MessageRecord>, StoreError> {
@@ -885,16 +1079,15 @@ impl Store for RedbStore {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
 
-    fn addr(s: &str) -> Address {
+    pub fn addr(s: &str) -> Address {
         Address::parse(s).unwrap()
     }
 
-    fn fixture() -> (tempfile::TempDir, RedbStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(&dir.path().join("store.redb")).unwrap();
+    /// Seller S1 and buyer B1.
+    pub fn add_parties(store: &RedbStore) {
         store
             .add_seller(NewSeller {
                 id: "S1".into(),
@@ -904,6 +1097,46 @@ mod tests {
             })
             .unwrap();
         store.add_buyer(NewBuyer { id: "B1".into(), email: addr("bob@buyer.example"), name: None }).unwrap();
+    }
+
+    pub fn new_message<'a>(sender: Party, original_id: Option<&'a str>) -> NewMessage<'a> {
+        NewMessage {
+            seller: "S1",
+            buyer: "B1",
+            sender,
+            original_id,
+            relay_domain: "m.example.com",
+            at: 1,
+            decision: Decision::Delivered,
+            order: None,
+            subject: None,
+            allowance: None,
+            archive: None,
+            auto_submitted: false,
+            answers: &[],
+            relay_id: None,
+            token: None,
+            removed: Removed::default(),
+            reason: None,
+        }
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+
+    /// The store as the daemon opens it, its journal in `dir/archive`.
+    fn open(dir: &Path) -> RedbStore {
+        RedbStore::open(&dir.join("store.redb"), Arc::new(Archive::new(dir.join("archive")))).unwrap()
+    }
+
+    fn fixture() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        add_parties(&store);
         (dir, store)
     }
 
@@ -914,7 +1147,7 @@ mod tests {
         assert_eq!(store.pair_alias("S1", "B1").unwrap(), a);
         assert_eq!(store.alias_owner(&a).unwrap(), Some(AliasOwner::Pair { seller: "S1".into(), buyer: "B1".into() }));
         drop(store);
-        let store = RedbStore::open(&dir.path().join("store.redb")).unwrap();
+        let store = open(dir.path());
         assert_eq!(store.pair_alias("S1", "B1").unwrap(), a);
     }
 
@@ -941,28 +1174,6 @@ mod tests {
         assert_eq!(store.seller_by_approved(&addr("sales@shop1.example")).unwrap().unwrap().id, "S1");
         store.revoke("S1", &addr("sales@shop1.example")).unwrap();
         assert_eq!(store.seller_by_approved(&addr("sales@shop1.example")).unwrap(), None);
-    }
-
-    fn new_message<'a>(sender: Party, original_id: Option<&'a str>) -> NewMessage<'a> {
-        NewMessage {
-            seller: "S1",
-            buyer: "B1",
-            sender,
-            original_id,
-            relay_domain: "m.example.com",
-            at: 1,
-            decision: Decision::Delivered,
-            order: None,
-            subject: None,
-            allowance: None,
-            archive: None,
-            auto_submitted: false,
-            answers: &[],
-            relay_id: None,
-            token: None,
-            removed: Removed::default(),
-            reason: None,
-        }
     }
 
     fn done(r: Recorded) -> MessageLink {
@@ -1071,5 +1282,121 @@ mod tests {
         reply("r1@s", 100, false);
         reply("r2@s", 200, false); // a second reply does not move the first answer
         assert_eq!(store.message(&asked.relay_id).unwrap().unwrap().answered_at, Some(100));
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::tests_support::*;
+    use super::*;
+    use crate::store::archive::Copy;
+
+    const CHILD: &str = "BSM_JOURNAL_TEST_CHILD";
+    const AT: u64 = 20_780 * 86_400 + 3_600; // 2026-11-23 01:00 UTC
+
+    /// The child's part: records messages (with copies) and dies at once, as by SIGKILL:
+    /// no close, no checkpoint, redb's non-durable commits never reach its file.
+    fn record_and_die(dir: &Path) -> ! {
+        let archive = Arc::new(Archive::new(dir.join("archive")));
+        let store = RedbStore::open(&dir.join("store.redb"), archive.clone()).unwrap();
+        add_parties(&store);
+        let allowance = Some(DailyAllowance { day: AT / 86_400, limit: 10 });
+        for i in 0..6 {
+            let (sender, id) = match i % 3 {
+                0 => (Party::Buyer, Some(format!("q{i}@buyer.example"))),
+                1 => (Party::Seller, Some(format!("a{i}@shop1.example"))),
+                _ => (Party::Seller, None), // no Message-ID: found again by its relay id
+            };
+            let body = format!("copy of message {i}");
+            let location = archive.append_copies(AT, &[body.as_bytes()], Some(&[b"delivered"])).unwrap();
+            let msg = NewMessage {
+                at: AT,
+                archive: Some(location),
+                allowance: (sender == Party::Seller).then_some(allowance).flatten(),
+                ..new_message(sender, id.as_deref())
+            };
+            let link = match store.record_message(&msg).unwrap() {
+                Recorded::Done { link, .. } => link,
+                other => panic!("{other:?}"),
+            };
+            eprintln!("recorded {} {i}", link.relay_id);
+        }
+        std::process::abort();
+    }
+
+    #[test]
+    fn replaying_records_the_store_already_has_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("store.redb"), Arc::new(Archive::new(dir.path().join("archive"))))
+            .unwrap();
+        add_parties(&store);
+        let allowance = Some(DailyAllowance { day: AT / 86_400, limit: 10 });
+        for id in [Some("a@shop1.example"), None, None] {
+            let msg = NewMessage { at: AT, allowance, ..new_message(Party::Seller, id) };
+            store.record_message(&msg).unwrap();
+        }
+        let before = store.messages(&MessageFilter::default()).unwrap();
+        drop(store);
+        // As if the store had made its records durable without noting the journal applied.
+        {
+            let db = Database::create(dir.path().join("store.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(JOURNAL).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = RedbStore::open(&dir.path().join("store.redb"), Arc::new(Archive::new(dir.path().join("archive"))))
+            .unwrap();
+        assert_eq!(store.messages(&MessageFilter::default()).unwrap(), before);
+        assert_eq!(store.sent_on_day("S1", AT / 86_400).unwrap(), 3, "each counted once");
+    }
+
+    #[test]
+    fn records_acknowledged_before_a_crash_are_replayed_from_the_journal_once() {
+        if let Ok(dir) = std::env::var(CHILD) {
+            record_and_die(Path::new(&dir));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::redb_store::journal_tests::records_acknowledged_before_a_crash_are_replayed_from_the_journal_once", "--nocapture", "--test-threads=1"])
+            .env(CHILD, dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the child aborts");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let recorded: Vec<(String, usize)> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("recorded "))
+            .map(|l| {
+                let (id, i) = l.split_once(' ').unwrap();
+                (id.to_string(), i.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(recorded.len(), 6, "child output: {stderr}");
+
+        // The redb file alone does not have them: the journal is what keeps them.
+        {
+            let db = Database::open(dir.path().join("store.redb")).unwrap();
+            let txn = db.begin_read().unwrap();
+            let t = txn.open_table(MESSAGES).unwrap();
+            assert_eq!(t.iter().unwrap().count(), 0, "recorded non-durably");
+        }
+        for reopening in 0..2 {
+            let archive = Arc::new(Archive::new(dir.path().join("archive")));
+            let store = RedbStore::open(&dir.path().join("store.redb"), archive.clone()).unwrap();
+            let all = store.messages(&MessageFilter::default()).unwrap();
+            assert_eq!(all.len(), 6, "reopening {reopening}");
+            for (seq, (relay_id, i)) in recorded.iter().enumerate() {
+                let r = store.message(relay_id).unwrap().unwrap();
+                assert_eq!(r.seq, seq as u64 + 1, "recorded in order");
+                let copy = archive.read(r.at, &r.archive.unwrap(), Copy::Original).unwrap();
+                assert_eq!(copy, format!("copy of message {i}").as_bytes());
+                assert_eq!(r.token.is_some(), r.sender == Party::Buyer);
+                if let Some(token) = &r.token {
+                    assert_eq!(store.message_by_token(token).unwrap().unwrap().relay_id, *relay_id);
+                }
+            }
+            // Four seller messages, each counted once however often the journal is replayed.
+            assert_eq!(store.sent_on_day("S1", AT / 86_400).unwrap(), 4, "reopening {reopening}");
+        }
     }
 }
