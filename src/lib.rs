@@ -121,7 +121,9 @@ impl Daemon {
         let cache = snap.store.cache_mb as usize * 1024 * 1024;
         // The archive is also the store's journal: opening the store replays it.
         let archive = Arc::new(Archive::new(snap.archive.dir.clone()));
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(&snap.store.path, cache, archive.clone())?);
+        // The milter awaits the archive's flush before it answers (milter::end_of_message).
+        let store = RedbStore::open_with_cache(&snap.store.path, cache, archive.clone())?.with_deferred_sync();
+        let store: Arc<dyn Store> = Arc::new(store);
         let milter = BoundListener::bind(&snap.milter.socket, snap.milter.socket_mode.0)
             .await
             .map_err(|source| ServeError::Bind { socket: snap.milter.socket.clone(), source })?;

@@ -163,6 +163,9 @@ pub fn callbacks(source: RelaySource, in_flight: Arc<InFlight>) -> Callbacks<Con
         })
 }
 
+/// Messages up to this size are worked on the milter's thread at end of message.
+const INLINE_MAX: usize = 256 * 1024;
+
 async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
     let qid = queue_id(&cx.macros);
     let Some(conn) = cx.data.as_mut() else {
@@ -193,9 +196,13 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
         Target::Command { .. } => "command",
         Target::Outside => "outside",
     };
-    // The store commits (fsync) before we answer: keep it off the async workers.
-    // The message comes back: a rebuilt body refers to its attachments.
-    let verdict = tokio::task::spawn_blocking(move || {
+    // End of message records and archives without a flush of its own: the answer waits (below)
+    // for the archive's flush, without blocking this thread, so the other sessions go on and
+    // share that flush. A large message is worked on a blocking thread instead, so that it does
+    // not hold the other sessions up. The message comes back: a rebuilt body refers to it.
+    let archive = relay.archive.clone();
+    let inline = msg.raw.len() <= INLINE_MAX;
+    let work = move || {
         let v = relay.end_of_message(&crate::relay::Incoming {
             target: &target,
             rcpts: &msg.rcpts,
@@ -206,11 +213,21 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
             auth: auth.as_ref(),
         });
         (v, msg)
-    })
-    .await;
+    };
+    let verdict = if inline { Ok(work()) } else { tokio::task::spawn_blocking(work).await };
     let (verdict, msg) = match verdict {
         Ok((v, msg)) => (Ok(v), Some(msg)),
         Err(e) => (Err(e), None),
+    };
+    // Nothing is acknowledged before the records and copies it depends on are durable.
+    let verdict = match verdict {
+        Ok(Ok(v @ (Verdict::Deliver { .. } | Verdict::Discard { .. }))) => {
+            match archive.durable(archive.mark()).await {
+                Ok(()) => Ok(Ok(v)),
+                Err(e) => Ok(Err(crate::store::StoreError::Backend(format!("archive flush: {e}")))),
+            }
+        }
+        other => other,
     };
     let original = msg.as_ref().map_or(&[][..], |m| m.body());
     let status = match verdict {

@@ -118,12 +118,28 @@ struct Segments {
     /// Where a failed append began in a segment that could not be cut back at once: the file
     /// is cut there when it is next opened, before anything is appended.
     cut_at: HashMap<String, u64>,
+    /// Frames appended so far (the marks [`Archive::durable`] waits for).
+    appended: u64,
+}
+
+/// How far flushes have made the archive durable, in marks.
+#[derive(Clone, Copy, Debug, Default)]
+struct Flushed {
+    /// Every frame up to this mark is durable.
+    synced: u64,
+    /// A flush failed for the frames up to this mark.
+    failed: u64,
 }
 
 pub struct Archive {
     dir: PathBuf,
     segments: Mutex<Segments>,
     flush: GroupSync,
+    flushed: tokio::sync::watch::Sender<Flushed>,
+    /// An async waiter has a flush running for the others.
+    flushing: std::sync::atomic::AtomicBool,
+    /// Flushes done (each one `fdatasync` per dirty segment).
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 /// `YYYY-MM-DD` of a unix time: the archive's day.
@@ -165,7 +181,14 @@ impl Segments {
 
 impl Archive {
     pub fn new(dir: impl Into<PathBuf>) -> Archive {
-        Archive { dir: dir.into(), segments: Mutex::default(), flush: GroupSync::default() }
+        Archive {
+            dir: dir.into(),
+            segments: Mutex::default(),
+            flush: GroupSync::default(),
+            flushed: tokio::sync::watch::Sender::new(Flushed::default()),
+            flushing: Default::default(),
+            flushes: Default::default(),
+        }
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -205,6 +228,7 @@ impl Archive {
             Ok(()) => {
                 seg.len += HEADER_LEN + len;
                 seg.dirty = true;
+                segments.appended += 1;
                 Ok(start + HEADER_LEN)
             }
             Err(e) => {
@@ -254,13 +278,64 @@ impl Archive {
         self.flush.sync(|| {
             let mut segments = self.lock();
             let segments = &mut *segments;
-            segments.open.values().filter(|s| s.dirty).try_for_each(|s| s.file.sync_data())?;
-            segments.retired.iter().try_for_each(|f| f.sync_data())?;
+            let target = segments.appended;
+            self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let flushed = segments.open.values().filter(|s| s.dirty).try_for_each(|s| s.file.sync_data());
+            let flushed = flushed.and_then(|()| segments.retired.iter().try_for_each(|f| f.sync_data()));
+            if let Err(e) = flushed {
+                self.flushed.send_modify(|f| f.failed = f.failed.max(target));
+                return Err(e);
+            }
             // Appends wait for the lock held here: what was dirty is durable now.
             segments.open.values_mut().for_each(|s| s.dirty = false);
             segments.retired.clear();
+            self.flushed.send_modify(|f| f.synced = f.synced.max(target));
             Ok(())
         })
+    }
+
+    /// How many flushes this archive has done.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The mark of everything appended so far, for [`Archive::durable`].
+    pub fn mark(&self) -> u64 {
+        self.lock().appended
+    }
+
+    /// Resolves once every frame up to `mark` is durable, without blocking the
+    /// async thread: one waiter flushes (on a blocking thread) for all who wait.
+    pub async fn durable(self: &std::sync::Arc<Self>, mark: u64) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let mut rx = self.flushed.subscribe();
+            let now = *rx.borrow_and_update();
+            if now.synced >= mark {
+                return Ok(());
+            }
+            if now.failed >= mark {
+                return Err(io::Error::other("archive flush failed"));
+            }
+            if !self.flushing.swap(true, Ordering::AcqRel) {
+                let this = self.clone();
+                let flushed = tokio::task::spawn_blocking(move || {
+                    let r = this.sync();
+                    // Cleared before the waiters hear of the flush (sync published it): one that
+                    // finds it still set is woken by that news, or by a later flush's.
+                    this.flushing.store(false, Ordering::Release);
+                    this.flushed.send_modify(|_| ());
+                    r
+                })
+                .await;
+                match flushed {
+                    Ok(r) => r?,
+                    Err(e) => return Err(io::Error::other(format!("archive flush: {e}"))),
+                }
+            } else if rx.changed().await.is_err() {
+                return Err(io::Error::other("archive closed"));
+            }
+        }
     }
 
     /// Where the open segments end now.
@@ -483,6 +558,39 @@ mod tests {
         assert!(frames.is_empty());
         assert_eq!(ends.len(), 1);
         assert_eq!(ends[0].1.offset, a.size(), "every frame is whole");
+    }
+
+    #[test]
+    fn async_waiters_resolve_only_once_a_flush_covers_them_and_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = std::sync::Arc::new(Archive::new(dir.path()));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let marks = rt.block_on(async {
+            let tasks: Vec<_> = (0..50)
+                .map(|i| {
+                    let a = a.clone();
+                    tokio::spawn(async move {
+                        a.append_copies(DAY, &[format!("message {i}").as_bytes()], None).unwrap();
+                        let mark = a.mark();
+                        a.durable(mark).await.unwrap();
+                        assert!(a.flushed.borrow().synced >= mark, "resolved before its flush");
+                        assert!(a.lock().open.values().all(|s| !s.dirty) || a.mark() > mark);
+                        mark
+                    })
+                })
+                .collect();
+            let mut marks = Vec::new();
+            for t in tasks {
+                marks.push(t.await.unwrap());
+            }
+            marks
+        });
+        assert_eq!(marks.iter().max(), Some(&50));
+        let flushes = a.flushes();
+        assert!((1..50).contains(&flushes), "{flushes} flushes for 50 waiters");
+        // Nothing appended since: durable at once, no flush needed.
+        rt.block_on(a.durable(a.mark())).unwrap();
+        assert_eq!(a.flushes(), flushes);
     }
 
     fn index_payloads(frames: &[IndexFrame]) -> Vec<&[u8]> {

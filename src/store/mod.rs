@@ -337,7 +337,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ensures the pair alias and the Message-ID mapping exist, records the
     /// decision and counts a seller's delivered message, in one durable
-    /// transaction. Idempotent: the same original id in the same pair from the
+    /// transaction; the message's archive copies, appended before the call,
+    /// become durable with it. (A [`RedbStore::with_deferred_sync`] store
+    /// leaves the last step, the archive's flush, to the caller.) Idempotent: the same original id in the same pair from the
     /// same side gets the same relay id back and is counted once (Postfix
     /// retries after tempfail).
     fn record_message(&self, msg: &NewMessage<'_>) -> Result<Recorded, StoreError>;

@@ -98,6 +98,8 @@ pub struct RedbStore {
     /// The last index record written to the journal.
     journal_seq: AtomicU64,
     last_checkpoint: Mutex<Instant>,
+    /// `record_message` leaves the journal's flush to its caller.
+    deferred_sync: bool,
 }
 
 const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
@@ -283,7 +285,17 @@ impl RedbStore {
             journal,
             journal_seq: AtomicU64::new(seq),
             last_checkpoint: Mutex::new(Instant::now()),
+            deferred_sync: false,
         })
+    }
+
+    /// `record_message` returns once the record is applied and journaled, not
+    /// flushed: the caller must await [`Archive::durable`] (for a mark taken
+    /// after the call) before it lets the message be acknowledged. The daemon's
+    /// milter does, so the flush does not block its thread.
+    pub fn with_deferred_sync(mut self) -> Self {
+        self.deferred_sync = true;
+        self
     }
 
     /// Applies the journal's records beyond the store's last durable commit,
@@ -973,7 +985,7 @@ impl Store for RedbStore {
             msg.token = Some(random_local(TOKEN_LEN));
         }
         let recorded = self.group_commit(msg)?;
-        if let Recorded::Done { .. } = recorded {
+        if let (Recorded::Done { .. }, false) = (&recorded, self.deferred_sync) {
             // The record and the message's copies, appended before it, become durable together.
             self.journal.sync().map_err(journal_io(&self.journal))?;
         }
