@@ -171,14 +171,15 @@ pub(super) fn has_command_address(s: &str, relay: &str) -> bool {
     false
 }
 
-/// `needle` is lower-case ASCII.
+/// `needle` is lower-case ASCII. Candidates are found by their first byte, in
+/// either case, with `memchr` (this runs over every text part and HTML body).
 fn find_ci(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     let first = *needle.first()?;
-    if hay.len() < needle.len() {
-        return None;
-    }
-    (from..=hay.len() - needle.len())
-        .find(|&i| hay[i].to_ascii_lowercase() == first && hay[i..i + needle.len()].eq_ignore_ascii_case(needle))
+    let last_start = hay.len().checked_sub(needle.len())?;
+    let window = hay.get(from..=last_start)?;
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), window)
+        .map(|i| from + i)
+        .find(|&i| hay[i..i + needle.len()].eq_ignore_ascii_case(needle))
 }
 
 /// Removes relay footers from plain text (see the module documentation).
@@ -273,3 +274,20 @@ fn unquoted(line: &str) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod find_ci_tests {
+    use super::find_ci;
+
+    #[test]
+    fn finds_any_case_from_an_offset_and_not_past_the_end() {
+        let hay = b"xx No-Response-NEEDED and no-response-needed";
+        assert_eq!(find_ci(hay, b"no-response-needed", 0), Some(3));
+        assert_eq!(find_ci(hay, b"no-response-needed", 4), Some(26));
+        assert_eq!(find_ci(hay, b"no-response-needed", 27), None);
+        assert_eq!(find_ci(hay, b"needed", hay.len() - 6), Some(hay.len() - 6));
+        assert_eq!(find_ci(b"abc", b"abcd", 0), None);
+        assert_eq!(find_ci(b"abc", b"", 0), None);
+        assert_eq!(find_ci(b"abc", b"c", 5), None);
+    }
+}
