@@ -92,6 +92,14 @@ pub(crate) struct IndexFrame {
     pub payload: Vec<u8>,
 }
 
+/// What [`Archive::recover`] found.
+pub(crate) struct Recovered {
+    /// The index records after what was applied, segment by segment.
+    pub index: Vec<IndexFrame>,
+    /// Where each segment's whole frames end.
+    pub ends: Vec<(String, Applied)>,
+}
+
 /// How far the store has applied a segment: the segment file (its inode, so a
 /// replaced file is read from its start) and the offset of the first frame not
 /// yet applied.
@@ -377,10 +385,7 @@ impl Archive {
     /// index records found and where each segment's whole frames end. A torn tail (a crash
     /// mid-append or before a flush) is cut off, so later appends follow whole frames. Holds
     /// the segments while it runs: nothing is appended meanwhile.
-    pub(crate) fn recover(
-        &self,
-        applied: &HashMap<String, Applied>,
-    ) -> io::Result<(Vec<IndexFrame>, Vec<(String, Applied)>)> {
+    pub(crate) fn recover(&self, applied: &HashMap<String, Applied>) -> io::Result<Recovered> {
         let mut segments = self.lock();
         let mut frames = Vec::new();
         let mut ends = Vec::new();
@@ -409,7 +414,7 @@ impl Archive {
             ends.push((day, Applied { ino, offset: whole }));
         }
         segments.cut_at.clear();
-        Ok((frames, ends))
+        Ok(Recovered { index: frames, ends })
     }
 
     pub fn read(&self, at: u64, location: &ArchiveRef, copy: Copy) -> io::Result<Vec<u8>> {
@@ -554,7 +559,7 @@ mod tests {
             assert_eq!(a.read(86_400, &r, Copy::Original).unwrap(), [b"head\r\n", body.as_bytes()].concat());
             assert_eq!(a.read(86_400, &r, Copy::Delivered).unwrap(), body.as_bytes());
         }
-        let (frames, ends) = a.recover(&HashMap::new()).unwrap();
+        let Recovered { index: frames, ends } = a.recover(&HashMap::new()).unwrap();
         assert!(frames.is_empty());
         assert_eq!(ends.len(), 1);
         assert_eq!(ends[0].1.offset, a.size(), "every frame is whole");
@@ -610,10 +615,10 @@ mod tests {
         a.append_index("2026-11-24", b"other day").unwrap();
         a.sync().unwrap();
         let b = Archive::new(dir.path());
-        let (frames, ends) = b.recover(&applied).unwrap();
+        let Recovered { index: frames, ends } = b.recover(&applied).unwrap();
         assert_eq!(index_payloads(&frames), [&b"second"[..], b"other day"]);
         // From nothing applied, every index record.
-        let (frames, again) = b.recover(&HashMap::new()).unwrap();
+        let Recovered { index: frames, ends: again } = b.recover(&HashMap::new()).unwrap();
         assert_eq!(index_payloads(&frames), [&b"first"[..], b"second", b"other day"]);
         assert_eq!(ends, again);
         // A replaced segment file is read from its start.
@@ -621,7 +626,7 @@ mod tests {
         fs::copy(&replaced, dir.path().join("copy")).unwrap();
         fs::rename(dir.path().join("copy"), &replaced).unwrap();
         let all_applied: HashMap<_, _> = ends.into_iter().collect();
-        let (frames, _) = b.recover(&all_applied).unwrap();
+        let Recovered { index: frames, .. } = b.recover(&all_applied).unwrap();
         assert_eq!(index_payloads(&frames), [&b"first"[..], b"second"]);
     }
 
@@ -644,13 +649,13 @@ mod tests {
                 _ => f.write_all_at(b"X", whole + HEADER_LEN + 2).unwrap(),
             }
             let b = Archive::new(dir.path());
-            let (frames, ends) = b.recover(&HashMap::new()).unwrap();
+            let Recovered { index: frames, ends } = b.recover(&HashMap::new()).unwrap();
             assert_eq!(index_payloads(&frames), [&b"kept"[..]], "{damage}");
             assert_eq!(ends[0].1.offset, whole, "{damage}");
             assert_eq!(fs::metadata(&path).unwrap().len(), whole, "{damage}: the tail is cut off");
             b.append_index("2026-11-23", b"after").unwrap();
             b.sync().unwrap();
-            let (frames, _) = Archive::new(dir.path()).recover(&HashMap::new()).unwrap();
+            let Recovered { index: frames, .. } = Archive::new(dir.path()).recover(&HashMap::new()).unwrap();
             assert_eq!(index_payloads(&frames), [&b"kept"[..], b"after"], "{damage}");
         }
     }
@@ -664,7 +669,7 @@ mod tests {
         assert_eq!(existing.len(), 1);
         assert_eq!(existing[0].1.offset, 32);
         a.append_index("2026-11-22", b"new").unwrap();
-        let (frames, _) = a.recover(&existing.into_iter().collect()).unwrap();
+        let Recovered { index: frames, .. } = a.recover(&existing.into_iter().collect()).unwrap();
         assert_eq!(index_payloads(&frames), [&b"new"[..]]);
         assert_eq!(fs::read(dir.path().join("2026-11-22.seg")).unwrap()[..32], b"raw copies of an earlier version"[..]);
     }

@@ -14,8 +14,8 @@
 //! the file on its next call, so the relay serves again once the fault is gone
 //! instead of tempfailing every message until a restart.
 
-use super::*;
 use super::archive::{Applied, Archive, day_dir};
+use super::*;
 use crate::alias::{ALIAS_LEN, mint_message_id, random_local};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
@@ -328,7 +328,8 @@ impl RedbStore {
             }
             applied
         };
-        let (frames, ends) = journal.recover(&applied).map_err(journal_io(journal))?;
+        let super::archive::Recovered { index: frames, ends } =
+            journal.recover(&applied).map_err(journal_io(journal))?;
         let mut batches = Vec::with_capacity(frames.len());
         for f in &frames {
             match serde_json::from_slice::<ReadIndexRecord>(&f.payload) {
@@ -362,7 +363,10 @@ impl RedbStore {
         txn.open_table(META).map_err(backend)?.insert("journal_seq", last).map_err(backend)?;
         txn.commit().map_err(backend)?;
         if replayed > 0 {
-            tracing::info!("store: applied {replayed} message record(s) from the journal ({} group commits)", batches.len());
+            tracing::info!(
+                "store: applied {replayed} message record(s) from the journal ({} group commits)",
+                batches.len()
+            );
         }
         Ok(last)
     }
@@ -1132,7 +1136,6 @@ mod tests_support {
             reason: None,
         }
     }
-
 }
 
 #[cfg(test)]
