@@ -327,6 +327,17 @@ impl Daemon {
         }
     }
 
+    /// bsm-milter's `bsm_archive_flushes_total`, read from its admin socket (`/metrics`).
+    fn archive_flushes(&self) -> Option<u64> {
+        use std::io::{Read, Write};
+        let sock = self.config.as_ref()?.parent()?.join("admin.sock");
+        let mut s = std::os::unix::net::UnixStream::connect(sock).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("bsm_archive_flushes_total ")).and_then(|v| v.trim().parse().ok())
+    }
+
     fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -687,6 +698,8 @@ struct RoundResult {
     cpu: Cpu,
     /// Most milter connections open at once (open fds above the idle count), if sampled.
     max_conns: Option<usize>,
+    /// bsm-milter's archive flushes during the round.
+    flushes: Option<u64>,
 }
 
 impl RoundResult {
@@ -695,6 +708,9 @@ impl RoundResult {
     }
     fn milter_ms_per_msg(&self) -> f64 {
         1000.0 * self.cpu.milter() / self.messages as f64
+    }
+    fn flushes_per_msg(&self) -> Option<f64> {
+        self.flushes.map(|f| f as f64 / self.messages as f64)
     }
 }
 
@@ -721,6 +737,7 @@ fn run_round(
     let idle_fds = milter.map(|m| open_fds(m.pid()));
     let mut max_fds = idle_fds.unwrap_or(0);
     let source_log = work.join("smtp-source.log");
+    let flushes_before = milter.and_then(Daemon::archive_flushes);
     let before = snap(ctx);
     let t0 = Instant::now();
     let mut child = Command::new(smtp_source())
@@ -774,6 +791,7 @@ fn run_round(
     if !status.success() {
         fail_round(inst, milter, &source_log, &format!("smtp-source failed ({status})"));
     }
+    let flushes = flushes_before.zip(milter.and_then(Daemon::archive_flushes)).map(|(b, a)| a - b);
     verify_and_clear(inst, load, n);
     RoundResult {
         kind: inst.kind,
@@ -782,6 +800,7 @@ fn run_round(
         accept_secs,
         cpu: cpu_delta(ctx, Some(inst), milter, &before, &after),
         max_conns: if sample_conns { idle_fds.map(|i| max_fds.saturating_sub(i)) } else { None },
+        flushes,
     }
 }
 
@@ -849,7 +868,8 @@ fn print_round(label: &str, r: &RoundResult) {
     let milter = if r.kind == Kind::NoMilter {
         "-".to_string()
     } else {
-        format!("{:.2}+{:.2}, {:.3}", c.milter_user, c.milter_sys, r.milter_ms_per_msg())
+        let flushes = r.flushes_per_msg().map(|f| format!(", {f:.2} flush/msg")).unwrap_or_default();
+        format!("{:.2}+{:.2}, {:.3}{flushes}", c.milter_user, c.milter_sys, r.milter_ms_per_msg())
     };
     println!(
         "{label:<6} {:<15} {:>4} {:>6.2} {:>7.1} {:>6.1} | {:>5.0} {:>6.1} {:>4.1} |        {:>6.2} {:>5.2} {:>6.2} {:>5.2} {:>6.2} {:>5.2} | {milter}{}",
@@ -879,6 +899,7 @@ struct Summary {
     cb: Vec<f64>,
     bsm_cpu_ms: Vec<f64>,
     noop_cpu_ms: Vec<f64>,
+    bsm_flushes: Vec<f64>,
     hwm_kb: u64,
     rss_kb: u64,
     /// Rounds during which other work used >= 5 % of the machine.
@@ -1123,6 +1144,7 @@ fn main() {
             cb: vec![],
             bsm_cpu_ms: vec![],
             noop_cpu_ms: vec![],
+            bsm_flushes: vec![],
             hwm_kb: 0,
             rss_kb: 0,
             disturbed: 0,
@@ -1151,7 +1173,10 @@ fn main() {
                 rates[idx(r.kind)] = r.rate();
                 s.rates[idx(r.kind)].push(r.rate());
                 match r.kind {
-                    Kind::Bsm => s.bsm_cpu_ms.push(r.milter_ms_per_msg()),
+                    Kind::Bsm => {
+                        s.bsm_cpu_ms.push(r.milter_ms_per_msg());
+                        s.bsm_flushes.extend(r.flushes_per_msg());
+                    }
                     Kind::Noop => s.noop_cpu_ms.push(r.milter_ms_per_msg()),
                     Kind::NoMilter => {}
                 }
@@ -1182,6 +1207,13 @@ fn main() {
             s.bsm_cpu_ms.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", "),
             median(&s.noop_cpu_ms)
         );
+        if !s.bsm_flushes.is_empty() {
+            println!(
+                "bsm-milter archive flushes (fdatasync rounds) per message: median {:.2} (rounds: {})",
+                median(&s.bsm_flushes),
+                s.bsm_flushes.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
+            );
+        }
         if s.disturbed > 0 {
             println!(
                 "NOTE: {} of {} rounds ran while other work used >= 5% of the machine (other% column); \

@@ -121,6 +121,11 @@ fn prometheus_metrics_count_decisions_and_refusals() {
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
-    let store = text.lines().find(|l| l.starts_with("bsm_store_bytes ")).unwrap();
-    assert!(store.split(' ').nth(1).unwrap().parse::<u64>().unwrap() > 0);
+    let value = |name: &str| -> u64 {
+        let line = text.lines().find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' '))).unwrap();
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert!(value("bsm_store_bytes") > 0);
+    // Two messages acknowledged, each after a flush of the archive that held it.
+    assert!(value("bsm_archive_flushes_total") >= 1, "{text}");
 }

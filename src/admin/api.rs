@@ -363,8 +363,8 @@ async fn prometheus(State(st): State<ApiState>) -> Response {
     let store_bytes = std::fs::metadata(&config.store.path).map_or(0, |m| m.len());
     let archive = st.archive.clone();
     let archive_bytes = tokio::task::spawn_blocking(move || archive.size()).await.unwrap_or(0);
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.ops.render(store_bytes, archive_bytes))
-        .into_response()
+    let text = st.ops.render(store_bytes, archive_bytes, st.archive.flushes());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 pub fn router(state: ApiState) -> Router {

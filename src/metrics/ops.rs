@@ -48,7 +48,7 @@ impl OpsMetrics {
     }
 
     /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self, store_bytes: u64, archive_bytes: u64) -> String {
+    pub fn render(&self, store_bytes: u64, archive_bytes: u64, archive_flushes: u64) -> String {
         let mut out = String::new();
         out.push_str("# HELP bsm_messages_total Messages decided at end of message, by direction and decision.\n");
         out.push_str("# TYPE bsm_messages_total counter\n");
@@ -84,6 +84,11 @@ impl OpsMetrics {
         let _ = writeln!(out, "bsm_store_bytes {store_bytes}");
         out.push_str("# HELP bsm_archive_bytes Size of the archived messages.\n# TYPE bsm_archive_bytes gauge\n");
         let _ = writeln!(out, "bsm_archive_bytes {archive_bytes}");
+        out.push_str(
+            "# HELP bsm_archive_flushes_total Flushes of the archive (its journal), each shared by the messages \
+             waiting for it.\n# TYPE bsm_archive_flushes_total counter\n",
+        );
+        let _ = writeln!(out, "bsm_archive_flushes_total {archive_flushes}");
         out
     }
 }
@@ -101,7 +106,7 @@ mod tests {
         m.refusal("unknown recipient");
         m.eom_latency(0.003);
         m.eom_latency(0.2);
-        let text = m.render(4096, 10);
+        let text = m.render(4096, 10, 3);
         assert!(
             text.contains("bsm_messages_total{direction=\"buyer_to_seller\",decision=\"delivered\"} 2\n"),
             "{text}"
@@ -111,5 +116,6 @@ mod tests {
         assert!(text.contains("bsm_eom_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("bsm_eom_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("bsm_store_bytes 4096\n"));
+        assert!(text.contains("bsm_archive_flushes_total 3\n"));
     }
 }

@@ -146,7 +146,7 @@ pub struct Archive {
     flushed: tokio::sync::watch::Sender<Flushed>,
     /// An async waiter has a flush running for the others.
     flushing: std::sync::atomic::AtomicBool,
-    /// Flushes done (each one `fdatasync` per dirty segment).
+    /// Flushes that synced something (one `fdatasync` per dirty segment).
     flushes: std::sync::atomic::AtomicU64,
 }
 
@@ -287,7 +287,9 @@ impl Archive {
             let mut segments = self.lock();
             let segments = &mut *segments;
             let target = segments.appended;
-            self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if segments.open.values().any(|s| s.dirty) || !segments.retired.is_empty() {
+                self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let flushed = segments.open.values().filter(|s| s.dirty).try_for_each(|s| s.file.sync_data());
             let flushed = flushed.and_then(|()| segments.retired.iter().try_for_each(|f| f.sync_data()));
             if let Err(e) = flushed {
@@ -302,7 +304,7 @@ impl Archive {
         })
     }
 
-    /// How many flushes this archive has done.
+    /// How many flushes this archive has done (that had something to sync).
     pub fn flushes(&self) -> u64 {
         self.flushes.load(std::sync::atomic::Ordering::Relaxed)
     }
