@@ -10,8 +10,14 @@
 //! NOREPLY_HEADER | NOREPLY_BODY. Callbacks only read their arguments (they sum the
 //! bytes of the message); end of message accepts the message unchanged.
 //! Stops on SIGTERM or SIGINT and removes its socket.
+//!
+//! With `NOOP_EDITS=1` in its environment it is instead the bound of what bsm-milter makes
+//! Postfix do: at end of message it asks for as many modifications as bsm-milter makes of a
+//! buyer→seller message (From, To and Message-ID changed, one header added, the sender
+//! changed, the recipient deleted and added, the body replaced by itself plus a 700-byte
+//! footer), all to the values the message already has, so the envelope stays as it was.
 
-use indymilter::{Actions, Callbacks, Context, EomContext, NegotiateContext, ProtoOpts, Status};
+use indymilter::{Actions, Callbacks, Context, ContextActions, EomContext, NegotiateContext, ProtoOpts, Status};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
@@ -21,6 +27,38 @@ struct Seen {
     envelope: usize,
     header_bytes: usize,
     body_bytes: usize,
+    /// Kept with NOOP_EDITS: what the modifications repeat.
+    edits: Option<Edits>,
+}
+
+#[derive(Default)]
+struct Edits {
+    sender: String,
+    rcpt: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn edits_wanted() -> bool {
+    std::env::var_os("NOOP_EDITS").is_some_and(|v| v == "1")
+}
+
+async fn apply(cx: &mut EomContext<Seen>, e: &Edits) -> Result<(), indymilter::ActionError> {
+    for name in ["From", "To", "Message-ID"] {
+        if let Some((_, value)) = e.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            cx.actions.change_header(name, 1, Some(value.as_str())).await?;
+        }
+    }
+    cx.actions.add_header("X-Bench-Edit", "1").await?;
+    cx.actions.change_sender(e.sender.as_str(), None::<&str>).await?;
+    cx.actions.delete_recipient(e.rcpt.as_str()).await?;
+    cx.actions.add_recipient(e.rcpt.as_str()).await?;
+    let mut body = e.body.clone();
+    body.extend_from_slice(format!("\r\n-- \r\n{}\r\n", "footer line ".repeat(56)).as_bytes());
+    for chunk in body.chunks(65_535) {
+        cx.actions.replace_body(chunk).await?;
+    }
+    Ok(())
 }
 
 fn callbacks() -> Callbacks<Seen> {
@@ -43,6 +81,10 @@ fn callbacks() -> Callbacks<Seen> {
                 let seen = cx.data.get_or_insert_with(Seen::default);
                 *seen = Seen::default();
                 seen.envelope += args.iter().map(|a| a.to_bytes().len()).sum::<usize>();
+                if edits_wanted() {
+                    let sender = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+                    seen.edits = Some(Edits { sender, ..Default::default() });
+                }
                 Status::Continue
             })
         })
@@ -50,6 +92,9 @@ fn callbacks() -> Callbacks<Seen> {
             Box::pin(async move {
                 if let Some(seen) = cx.data.as_mut() {
                     seen.envelope += args.iter().map(|a| a.to_bytes().len()).sum::<usize>();
+                    if let (Some(e), Some(rcpt)) = (seen.edits.as_mut(), args.first()) {
+                        e.rcpt = rcpt.to_string_lossy().into_owned();
+                    }
                 }
                 Status::Continue
             })
@@ -58,6 +103,9 @@ fn callbacks() -> Callbacks<Seen> {
             Box::pin(async move {
                 if let Some(seen) = cx.data.as_mut() {
                     seen.header_bytes += name.to_bytes().len() + value.to_bytes().len();
+                    if let Some(e) = seen.edits.as_mut() {
+                        e.headers.push((name.to_string_lossy().into_owned(), value.to_string_lossy().into_owned()));
+                    }
                 }
                 Status::Continue
             })
@@ -66,16 +114,23 @@ fn callbacks() -> Callbacks<Seen> {
             Box::pin(async move {
                 if let Some(seen) = cx.data.as_mut() {
                     seen.body_bytes += chunk.len();
+                    if let Some(e) = seen.edits.as_mut() {
+                        e.body.extend_from_slice(&chunk);
+                    }
                 }
                 Status::Continue
             })
         })
         .on_eom(|cx: &mut EomContext<Seen>| {
             Box::pin(async move {
-                if let Some(seen) = cx.data.as_mut() {
-                    std::hint::black_box((seen.envelope, seen.header_bytes, seen.body_bytes));
-                    *seen = Seen::default();
+                let Some(mut seen) = cx.data.take() else { return Status::Continue };
+                std::hint::black_box((seen.envelope, seen.header_bytes, seen.body_bytes));
+                if let Some(e) = seen.edits.take() {
+                    if apply(cx, &e).await.is_err() {
+                        return Status::Tempfail;
+                    }
                 }
+                cx.data = Some(Seen::default());
                 Status::Continue
             })
         })
