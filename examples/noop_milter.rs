@@ -125,10 +125,10 @@ fn callbacks() -> Callbacks<Seen> {
             Box::pin(async move {
                 let Some(mut seen) = cx.data.take() else { return Status::Continue };
                 std::hint::black_box((seen.envelope, seen.header_bytes, seen.body_bytes));
-                if let Some(e) = seen.edits.take() {
-                    if apply(cx, &e).await.is_err() {
-                        return Status::Tempfail;
-                    }
+                if let Some(e) = seen.edits.take()
+                    && apply(cx, &e).await.is_err()
+                {
+                    return Status::Tempfail;
                 }
                 cx.data = Some(Seen::default());
                 Status::Continue
