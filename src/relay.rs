@@ -381,7 +381,8 @@ impl Relay {
             (Some(head), Some(rw)) => Some(std::iter::once(head.as_slice()).chain(rw.body_slices(msg.body)).collect()),
             _ => None,
         };
-        // Durable with the record: the store's commit flushes the archive.
+        // Durable with the record: the archive is flushed by record_message, or (a store with
+        // deferred sync, the daemon's) awaited by the milter before it answers.
         let archived = self
             .archive
             .append_copies(now, &[&original_head, msg.body], delivered.as_deref())

@@ -103,6 +103,8 @@ pub struct RedbStore {
 }
 
 const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+/// How long message records may stay applied non-durably (journaled only).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Drop for RedbStore {
     /// A last checkpoint, so that closing (which makes pending non-durable
@@ -113,8 +115,6 @@ impl Drop for RedbStore {
         }
     }
 }
-/// How long message records may stay applied non-durably (journaled only).
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// Set by [`backend`] when a redb call on this thread failed with an I/O
@@ -691,12 +691,10 @@ impl RedbStore {
                 for (id, job) in jobs.iter_mut() {
                     match Self::record_in(&txn, &job.as_new()) {
                         Err(e @ StoreError::Backend(_)) => return Err(e),
-                        Ok(r @ Recorded::Done { .. }) => {
-                            if let Recorded::Done { link, .. } = &r {
-                                // Replayed, it finds itself under this id.
-                                job.relay_id = Some(link.relay_id.clone());
-                            }
-                            results.push((*id, Ok(r)));
+                        Ok(Recorded::Done { pair_alias, link }) => {
+                            // Replayed, it finds itself under this id.
+                            job.relay_id = Some(link.relay_id.clone());
+                            results.push((*id, Ok(Recorded::Done { pair_alias, link })));
                         }
                         r => results.push((*id, r)),
                     }
