@@ -4,7 +4,7 @@
 //!
 //!     sudo cargo run --example demo        (or: scripts/demo.sh)
 
-#[allow(dead_code)]
+// The module allows its own dead code (not every test uses all of it).
 #[path = "../tests/support/postfix.rs"]
 mod postfix;
 

@@ -452,15 +452,14 @@ impl Config {
         if p.daily_limit_window_days == 0 || p.daily_limit_window_days > 366 {
             return Err("policy.daily_limit_window_days: must be between 1 and 366".into());
         }
-        if let Some(d) = &self.dkim {
-            if d.selector.is_empty()
+        if let Some(d) = &self.dkim
+            && (d.selector.is_empty()
                 || !d
                     .selector
                     .split('.')
-                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-            {
-                return Err(format!("dkim.selector: {:?} is not a DNS label", d.selector));
-            }
+                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
+        {
+            return Err(format!("dkim.selector: {:?} is not a DNS label", d.selector));
         }
         let a = &self.auth;
         a.dns_server_addrs()?;

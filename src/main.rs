@@ -214,7 +214,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Config, String> {
+fn load(path: &std::path::Path) -> Result<Config, String> {
     Config::load(path).map_err(|e| error_chain(&e).replace('\n', " "))
 }
 

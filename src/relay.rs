@@ -244,9 +244,9 @@ impl Relay {
                         category: order.and_then(|o| o.category.as_deref()),
                     };
                     match optout::decide(&facts, &policy.critical_markers, &policy.opt_out_exempt_categories) {
-                        Ok(exemption) => Outcome::Deliver(Some(exemption)),
-                        Err(()) if seller.opt_out_notices => Outcome::Block,
-                        Err(()) => Outcome::Discard,
+                        Some(exemption) => Outcome::Deliver(Some(exemption)),
+                        None if seller.opt_out_notices => Outcome::Block,
+                        None => Outcome::Discard,
                     }
                 }
             },

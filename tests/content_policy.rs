@@ -159,7 +159,7 @@ fn nested_multiparts_keep_their_shape_and_lose_the_executable() {
     let texts = decoded_texts(&out);
     let note = r#"[Attachment removed: "tool.exe" (file type not allowed)]"#;
     assert!(texts[0].contains(note), "{}", texts[0]);
-    assert!(texts[1].contains(&note.replace('"', "\"")), "{}", texts[1]);
+    assert!(texts[1].contains(note), "{}", texts[1]);
     assert!(texts[1].contains(r#"<img src="cid:logo1">"#));
     let msg = MessageParser::new().parse(&out).unwrap();
     let pdf = msg.parts.iter().find(|p| p.attachment_name() == Some("invoice.pdf")).unwrap();

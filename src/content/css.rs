@@ -9,7 +9,7 @@ use super::url::{is_allowed_web_url, is_local_image};
 /// dropped declarations that loaded something.
 pub fn sanitize(css: &str, allowlist: &[String], drop_content: bool) -> (Option<String>, u32) {
     let may_load = css.as_bytes().iter().any(|b| matches!(b, b'(' | b'@' | b'\\' | b'/'));
-    if !may_load && !(drop_content && css.contains("content")) {
+    if !(may_load || drop_content && css.contains("content")) {
         return (None, 0);
     }
     let mut out = String::with_capacity(css.len());

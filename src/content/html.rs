@@ -187,19 +187,19 @@ fn pass(
             let entities = matches!(ty, TextType::Data | TextType::RCData);
             let decoded = if entities { decode_entities(&raw) } else { Cow::Borrowed(raw.as_str()) };
             let mut r = run.borrow_mut();
-            if let Some(plan) = plan {
-                if let Some(merged) = plan.get(&r.id) {
-                    let first = merged_first.borrow_mut().insert(r.id);
-                    if first {
-                        let mut rm = removed.borrow_mut();
-                        let s = scrub(merged, &p.rules, &mut rm);
-                        t.replace(&escape_text(&s), ContentType::Html);
-                    } else {
-                        t.remove();
-                    }
-                    changed.set(true);
-                    return Ok(());
+            if let Some(plan) = plan
+                && let Some(merged) = plan.get(&r.id)
+            {
+                let first = merged_first.borrow_mut().insert(r.id);
+                if first {
+                    let mut rm = removed.borrow_mut();
+                    let s = scrub(merged, &p.rules, &mut rm);
+                    t.replace(&escape_text(&s), ContentType::Html);
+                } else {
+                    t.remove();
                 }
+                changed.set(true);
+                return Ok(());
             }
             let s = scrub(&decoded, &p.rules, &mut removed.borrow_mut());
             r.nodes += 1;
@@ -215,10 +215,10 @@ fn pass(
             Ok(())
         }))
         .append_document_content_handler(end!(|e| {
-            if !notes_done.get() {
-                if let Some(n) = p.notes {
-                    e.append(n, ContentType::Html);
-                }
+            if !notes_done.get()
+                && let Some(n) = p.notes
+            {
+                e.append(n, ContentType::Html);
             }
             Ok(())
         }));
@@ -412,12 +412,13 @@ pub(super) fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -453,12 +454,12 @@ fn attributes(
             let value = decode_entities(&raw);
             if name == "src" || name == "srcset" || name == "background" || name == "poster" {
                 let ok = if name == "srcset" { srcset_ok(&value, p) } else { resource_ok(&value, p) };
-                if let Some(new) = renamed_cid(&value, p) {
-                    if ok {
-                        let _ = el.set_attribute(&name, &escape_attr(&new));
-                        changed.set(true);
-                        continue;
-                    }
+                if let Some(new) = renamed_cid(&value, p)
+                    && ok
+                {
+                    let _ = el.set_attribute(&name, &escape_attr(&new));
+                    changed.set(true);
+                    continue;
                 }
                 if ok {
                     continue;

@@ -201,7 +201,7 @@ fn right_ok(chars: &[(usize, char)], next: usize) -> bool {
         None => true,
         Some(c) if c.is_ascii_alphanumeric() || c == '%' || c == '@' || c == '_' => false,
         Some(c) if is_currency(c) || matches!(c, '원' | '円' | '元') => false,
-        Some(',' | '.') => !chars.get(next + 1).is_some_and(|&(_, c)| digit(c).is_some()),
+        Some(',' | '.') => chars.get(next + 1).is_none_or(|&(_, c)| digit(c).is_none()),
         _ => true,
     }
 }

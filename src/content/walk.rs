@@ -236,10 +236,10 @@ fn names<'a>(part: &'a MessagePart<'_>) -> Vec<&'a str> {
     if let Some(n) = part.content_disposition().and_then(|d| d.attribute("filename")) {
         v.push(n);
     }
-    if let Some(n) = part.content_type().and_then(|c| c.attribute("name")) {
-        if !v.contains(&n) {
-            v.push(n);
-        }
+    if let Some(n) = part.content_type().and_then(|c| c.attribute("name"))
+        && !v.contains(&n)
+    {
+        v.push(n);
     }
     v
 }
@@ -342,16 +342,15 @@ impl<'p> Walker<'p> {
                 "Encrypted messages cannot be relayed: the content policy must be able to read them".into(),
             ));
         }
-        if self.policy.redact_contact_details {
-            if let Some(cid) = part.content_id() {
-                let foreign = cid
-                    .rsplit_once('@')
-                    .is_some_and(|(_, d)| !d.trim_end_matches('>').eq_ignore_ascii_case(self.relay));
-                if foreign {
-                    let new = format!("part{id}.{}@{}", self.cids.len() + 1, self.relay);
-                    self.cids.insert(cid.trim_matches(['<', '>', ' ']).to_string(), new);
-                    self.force = true;
-                }
+        if self.policy.redact_contact_details
+            && let Some(cid) = part.content_id()
+        {
+            let foreign =
+                cid.rsplit_once('@').is_some_and(|(_, d)| !d.trim_end_matches('>').eq_ignore_ascii_case(self.relay));
+            if foreign {
+                let new = format!("part{id}.{}@{}", self.cids.len() + 1, self.relay);
+                self.cids.insert(cid.trim_matches(['<', '>', ' ']).to_string(), new);
+                self.force = true;
             }
         }
         if mime_headers_hold_contact(msg, part, &self.rules) {

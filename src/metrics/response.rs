@@ -1,6 +1,6 @@
 //! Sellers' response-time metrics (DESIGN §2.6, seeds 002 and 004): over 7, 30
-//! and 90 days, how many buyer messages were answered within 24 hours (target
-//! > 90 %), late (target ≤ 10 %), marked "no response needed", or left
+//! and 90 days, how many buyer messages were answered within 24 hours (target:
+//! over 90 %), late (target ≤ 10 %), marked "no response needed", or left
 //! unanswered past 24 hours.
 
 use crate::store::{Decision, MessageRecord, Party};

@@ -130,12 +130,11 @@ impl Connection {
             Ok(t) => t,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        if msg.target.is_none() {
-            if let Target::Conversation { from: Party::Seller, seller, .. } = &target {
-                if let Err(refusal) = self.relay.check_daily_limit(seller)? {
-                    return Ok(Err(refusal));
-                }
-            }
+        if msg.target.is_none()
+            && let Target::Conversation { from: Party::Seller, seller, .. } = &target
+            && let Err(refusal) = self.relay.check_daily_limit(seller)?
+        {
+            return Ok(Err(refusal));
         }
         msg.target = Some(target.clone());
         msg.rcpts.push(rcpt.to_string());

@@ -35,16 +35,16 @@ pub struct Facts<'a> {
     pub category: Option<&'a str>,
 }
 
-/// `Ok(exemption)` lets the message through; `Err(())` blocks it.
-pub fn decide(facts: &Facts<'_>, markers: &[String], exempt_categories: &[String]) -> Result<Exemption, ()> {
+/// `Some(exemption)` lets the message through; `None` blocks it.
+pub fn decide(facts: &Facts<'_>, markers: &[String], exempt_categories: &[String]) -> Option<Exemption> {
     if facts.in_buyer_thread {
-        Ok(Exemption::BuyerThread)
+        Some(Exemption::BuyerThread)
     } else if facts.subject.is_some_and(|s| has_critical_marker(s, markers)) {
-        Ok(Exemption::CriticalMarker)
+        Some(Exemption::CriticalMarker)
     } else if facts.category.is_some_and(|c| exempt_categories.iter().any(|e| e.eq_ignore_ascii_case(c))) {
-        Ok(Exemption::ExemptCategory)
+        Some(Exemption::ExemptCategory)
     } else {
-        Err(())
+        None
     }
 }
 
@@ -95,10 +95,10 @@ mod tests {
             "ご注文 [重要]",
             "x [important]",
         ] {
-            assert_eq!(decide(&facts(s), &markers(), &exempt), Ok(Exemption::CriticalMarker), "{s}");
+            assert_eq!(decide(&facts(s), &markers(), &exempt), Some(Exemption::CriticalMarker), "{s}");
         }
         for s in ["Important: new products", "[Imp0rtant]", "중요", "Sale! 50% off", ""] {
-            assert_eq!(decide(&facts(s), &markers(), &exempt), Err(()), "{s}");
+            assert_eq!(decide(&facts(s), &markers(), &exempt), None, "{s}");
         }
         // Unicode case folding, not just ASCII.
         assert!(has_critical_marker("[ÉTÉ] soldes", &["[été]".to_string()]));
@@ -107,11 +107,11 @@ mod tests {
     #[test]
     fn buyer_thread_and_exempt_category_let_messages_through() {
         let f = Facts { subject: Some("Thanks!"), in_buyer_thread: true, category: None };
-        assert_eq!(decide(&f, &markers(), &[]), Ok(Exemption::BuyerThread));
+        assert_eq!(decide(&f, &markers(), &[]), Some(Exemption::BuyerThread));
         let f = Facts { subject: Some("Your order"), in_buyer_thread: false, category: Some("Wine") };
-        assert_eq!(decide(&f, &markers(), &["wine".into()]), Ok(Exemption::ExemptCategory));
+        assert_eq!(decide(&f, &markers(), &["wine".into()]), Some(Exemption::ExemptCategory));
         let f = Facts { subject: Some("Your order"), in_buyer_thread: false, category: Some("books") };
-        assert_eq!(decide(&f, &markers(), &["wine".into()]), Err(()));
+        assert_eq!(decide(&f, &markers(), &["wine".into()]), None);
     }
 
     fn link(sender: Party, buyer: &str) -> Reference {

@@ -48,9 +48,7 @@ impl GroupSync {
                     Err(_) => st.failed_through = st.failed_through.max(target),
                 }
                 self.done.notify_all();
-                if result.is_err() {
-                    return result;
-                }
+                result?;
             } else {
                 st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
             }

@@ -201,6 +201,9 @@ impl OwnedMessage {
     }
 }
 
+/// Each queued message's own result, by its place in the queue.
+type BatchResults = Vec<(u64, Result<Recorded, StoreError>)>;
+
 /// One group commit's records in the journal, in the order they were applied.
 #[derive(Serialize)]
 struct IndexRecord<'a> {
@@ -560,10 +563,10 @@ impl RedbStore {
             }
             sent.insert(k.as_str(), n + 1).map_err(backend)?;
         }
-        if let (Some(link), Some(wanted)) = (&known, msg.relay_id) {
-            if link.relay_id != wanted {
-                return Err(StoreError::Conflict(format!("message recorded concurrently as {}", link.relay_id)));
-            }
+        if let (Some(link), Some(wanted)) = (&known, msg.relay_id)
+            && link.relay_id != wanted
+        {
+            return Err(StoreError::Conflict(format!("message recorded concurrently as {}", link.relay_id)));
         }
         let link = match known {
             Some(link) => link,
@@ -678,10 +681,10 @@ impl RedbStore {
     /// Records a batch in one write transaction and journals what it recorded.
     /// The commit is non-durable (the journal's flush, after this, is what
     /// makes the batch durable), but for a checkpoint about once a second.
-    fn commit_batch(&self, jobs: &mut [(u64, OwnedMessage)]) -> Vec<(u64, Result<Recorded, StoreError>)> {
+    fn commit_batch(&self, jobs: &mut [(u64, OwnedMessage)]) -> BatchResults {
         let checkpoint =
             self.last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= CHECKPOINT_INTERVAL;
-        let mut run = || -> Result<Vec<(u64, Result<Recorded, StoreError>)>, StoreError> {
+        let mut run = || -> Result<BatchResults, StoreError> {
             self.with_db(|db| {
                 let mut txn = db.begin_write().map_err(backend)?;
                 if !checkpoint {
