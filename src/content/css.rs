@@ -81,7 +81,7 @@ pub fn sanitize(css: &str, allowlist: &[String], drop_content: bool) -> (Option<
     }
     flush(&mut chunk, &mut out, &mut removed, &mut changed);
     // Never let a rewritten block close its own <style> element.
-    if out.to_ascii_lowercase().contains("</") {
+    if out.contains("</") {
         out = out.replace("</", "<\\/");
         changed = true;
     }
@@ -101,18 +101,24 @@ fn judge(chunk: &str, allowlist: &[String], drop_content: bool) -> Verdict {
     // Escapes can spell `url(` in many ways: any escape in something that has a
     // parenthesis or an at-keyword is dropped.
     let has_escape = chunk.contains('\\');
-    let folded: String = chunk.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect();
-    let loads = folded.contains("@import")
-        || folded.contains("expression(")
+    let folded: String = if chunk.is_ascii() {
+        chunk.bytes().filter(|b| !(*b as char).is_whitespace()).map(|b| b.to_ascii_lowercase() as char).collect()
+    } else {
+        chunk.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+    };
+    let (paren, at) = (folded.contains('('), folded.contains('@'));
+    let loads = (at && folded.contains("@import"))
         || folded.contains("behavior:")
         || folded.contains("-moz-binding")
-        || folded.contains("image-set(")
-        || folded.contains("image(")
-        || folded.contains("cross-fade(")
-        || folded.contains("element(")
-        || folded.contains("src(")
-        || (has_escape && (folded.contains('(') || folded.contains('@')))
-        || has_remote_url(chunk, allowlist);
+        || (paren
+            && (folded.contains("expression(")
+                || folded.contains("image-set(")
+                || folded.contains("image(")
+                || folded.contains("cross-fade(")
+                || folded.contains("element(")
+                || folded.contains("src(")
+                || folded.contains("url(") && has_remote_url(chunk, allowlist)))
+        || (has_escape && (paren || at));
     if loads {
         return Verdict::Drop { loads: true };
     }

@@ -58,9 +58,21 @@ struct Group {
     seps: Vec<Sep>,
 }
 
+/// The fewest digits any accepted shape has (`1588-1234`, `+` and 8 digits).
+const MIN_DIGITS: usize = 8;
+
+/// Whether `text` has fewer than `n` digits (ASCII or full-width).
+fn digits_below(text: &str, n: usize) -> bool {
+    let ascii = text.bytes().filter(u8::is_ascii_digit).count();
+    if ascii >= n {
+        return false;
+    }
+    text.is_ascii() || ascii + text.chars().filter(|c| ('\u{FF10}'..='\u{FF19}').contains(c)).count() < n
+}
+
 /// Replaces phone numbers with `[phone removed]`; returns the text and how many.
 pub fn redact_phones(text: &str) -> (Cow<'_, str>, u32) {
-    if !text.chars().any(|c| digit(c).is_some()) {
+    if digits_below(text, MIN_DIGITS) {
         return (Cow::Borrowed(text), 0);
     }
     let chars: Vec<(usize, char)> = text.char_indices().collect();

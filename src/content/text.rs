@@ -59,7 +59,12 @@ pub fn scrub<'t>(text: &'t str, rules: &Rules<'_>, removed: &mut Removed) -> Cow
 /// `redact_emails` slices at byte offsets that are only char boundaries in
 /// ASCII text, so non-ASCII text goes to the second scanner alone.
 pub fn emails<'t>(text: &'t str, relay_domain: &str) -> (Cow<'t, str>, u32) {
-    if !text.contains(['@', '＠', '﹫']) {
+    // `＠` and `﹫` are the only other at signs; both start with the byte 0xEF.
+    let maybe = match memchr::memchr2(b'@', 0xEF, text.as_bytes()) {
+        None => false,
+        Some(_) => text.contains(['@', '＠', '﹫']),
+    };
+    if !maybe {
         return (Cow::Borrowed(text), 0);
     }
     let (first, n_first) = if text.is_ascii() {

@@ -22,7 +22,7 @@ pub fn host_allowed(host: &str, allowlist: &[String]) -> bool {
 /// newline inside a URL; do the same before judging one.
 pub fn normalize(url: &str) -> Cow<'_, str> {
     let t = url.trim_matches(|c: char| c <= ' ');
-    if t.contains(['\t', '\n', '\r']) {
+    if memchr::memchr3(b'\t', b'\n', b'\r', t.as_bytes()).is_some() {
         Cow::Owned(t.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect())
     } else {
         Cow::Borrowed(t)
@@ -96,9 +96,58 @@ fn is_label_char(c: char) -> bool {
 
 /// Characters that end a URL in free text.
 fn ends_url(c: char) -> bool {
-    c.is_whitespace()
-        || c.is_control()
-        || matches!(c, '<' | '>' | '"' | '\'' | '`' | '{' | '}' | '|' | '\\' | '^' | '[' | ']')
+    if c.is_ascii() {
+        return ENDS_URL_ASCII[c as usize];
+    }
+    c.is_whitespace() || c.is_control()
+}
+
+/// [`ends_url`] for ASCII: whitespace and controls (all at or below the space, or DEL),
+/// and the characters no URL holds unescaped.
+const ENDS_URL_ASCII: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = i <= b' ' as usize || i == 0x7f;
+        i += 1;
+    }
+    let stops = b"<>\"'`{}|\\^[]";
+    let mut k = 0;
+    while k < stops.len() {
+        t[stops[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
+/// The offset of the first character at or after `from` for which
+/// `ends_url(c) == ends`, bytewise over ASCII.
+fn next_where(text: &str, from: usize, ends: bool) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = from;
+    while i < b.len() {
+        if b[i].is_ascii() {
+            if ENDS_URL_ASCII[b[i] as usize] == ends {
+                return Some(i);
+            }
+            i += 1;
+        } else {
+            let c = text[i..].chars().next()?;
+            if ends_url(c) == ends {
+                return Some(i);
+            }
+            i += c.len_utf8();
+        }
+    }
+    None
+}
+
+/// Whether a run could hold a link at all: a scheme separator or a dot.
+fn may_hold_link(s: &str) -> bool {
+    let b = s.as_bytes();
+    memchr::memchr(b'.', b).is_some()
+        || memchr::memchr_iter(b':', b).any(|i| b[i + 1..].starts_with(b"//"))
+        || (!s.is_ascii() && s.contains(is_dot))
 }
 
 /// Replaces links to non-allowlisted hosts in free text with `[link removed]`:
@@ -109,16 +158,18 @@ pub fn redact_urls<'t>(text: &'t str, allowlist: &[String]) -> (Cow<'t, str>, u3
     let mut last = 0;
     let mut count = 0;
     let mut pos = 0;
-    let bytes = text.as_bytes();
+    if !may_hold_link(text) {
+        return (Cow::Borrowed(text), 0);
+    }
     while pos < text.len() {
         // Next candidate run: a maximal stretch of non-terminating characters.
-        let Some(run_start) = text[pos..].find(|c: char| !ends_url(c)).map(|i| pos + i) else {
+        let Some(run_start) = next_where(text, pos, false) else {
             break;
         };
-        let run_end = text[run_start..].find(ends_url).map_or(text.len(), |i| run_start + i);
+        let run_end = next_where(text, run_start, true).unwrap_or(text.len());
         let run = &text[run_start..run_end];
         pos = run_end;
-        if !(run.contains("://") || run.contains(is_dot)) {
+        if !may_hold_link(run) {
             continue;
         }
         for (s, e, host) in find_in_run(run) {
@@ -132,7 +183,6 @@ pub fn redact_urls<'t>(text: &'t str, allowlist: &[String]) -> (Cow<'t, str>, u3
             count += 1;
         }
     }
-    let _ = bytes;
     if count == 0 {
         return (Cow::Borrowed(text), 0);
     }
@@ -249,6 +299,19 @@ mod tests {
         ] {
             assert_eq!(r(i), want, "{i:?}");
         }
+    }
+
+    #[test]
+    fn the_ascii_table_is_the_definition() {
+        for b in 0u8..128 {
+            let c = b as char;
+            let want = c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '<' | '>' | '"' | '\'' | '`' | '{' | '}' | '|' | '\\' | '^' | '[' | ']');
+            assert_eq!(ends_url(c), want, "{c:?}");
+        }
+        // Runs are cut at non-ASCII spaces too.
+        assert_eq!(r("see\u{3000}www.myshop.kr\u{a0}now"), "see\u{3000}[link removed]\u{a0}now");
     }
 
     #[test]

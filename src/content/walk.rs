@@ -792,21 +792,12 @@ fn canonical_text(msg: &Message<'_>, part: &MessagePart<'_>) -> bool {
 }
 
 fn valid_qp(raw: &[u8]) -> bool {
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'=' {
-            let rest = &raw[i + 1..];
-            let hex = rest.len() >= 2 && rest[0].is_ascii_hexdigit() && rest[1].is_ascii_hexdigit();
-            let ws = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-            let soft =
-                rest.is_empty() || rest[ws..].starts_with(b"\r\n") || rest[ws..].starts_with(b"\n") || ws == rest.len();
-            if !(hex || soft) {
-                return false;
-            }
-        }
-        i += 1;
-    }
-    true
+    memchr::memchr_iter(b'=', raw).all(|i| {
+        let rest = &raw[i + 1..];
+        let hex = rest.len() >= 2 && rest[0].is_ascii_hexdigit() && rest[1].is_ascii_hexdigit();
+        let ws = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        hex || rest[ws..].starts_with(b"\r\n") || rest[ws..].starts_with(b"\n") || ws == rest.len()
+    })
 }
 
 fn to_mime<'x>(node: Node<'x>, spans: &mut Spans<'_>) -> Option<MimePart<'x>> {
