@@ -16,7 +16,6 @@ pub fn sanitize(css: &str, allowlist: &[String], drop_content: bool) -> (Option<
     let mut removed = 0;
     let mut changed = false;
     let mut chunk = String::new();
-    let mut chars = css.chars().peekable();
     let mut depth_paren = 0u32;
     let flush = |chunk: &mut String, out: &mut String, removed: &mut u32, changed: &mut bool| {
         match judge(chunk, allowlist, drop_content) {
@@ -30,55 +29,54 @@ pub fn sanitize(css: &str, allowlist: &[String], drop_content: bool) -> (Option<
         }
         chunk.clear();
     };
-    while let Some(c) = chars.next() {
-        match c {
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut prev = ' ';
-                for c in chars.by_ref() {
-                    if prev == '*' && c == '/' {
-                        break;
-                    }
-                    prev = c;
-                }
+    // Bytewise: every character that matters is ASCII, so `at` and `copied`
+    // always sit on character boundaries. `css[copied..at]` is pending for `chunk`.
+    let b = css.as_bytes();
+    let (mut at, mut copied) = (0, 0);
+    while at < b.len() {
+        match b[at] {
+            b'/' if b.get(at + 1) == Some(&b'*') => {
+                chunk.push_str(&css[copied..at]);
+                at = css[at + 2..].find("*/").map_or(b.len(), |k| at + 2 + k + 2);
+                copied = at;
                 changed = true;
                 chunk.push(' ');
             }
-            '"' | '\'' => {
-                chunk.push(c);
+            q @ (b'"' | b'\'') => {
+                at += 1;
                 let mut escaped = false;
-                for s in chars.by_ref() {
-                    chunk.push(s);
+                while at < b.len() {
+                    let s = b[at];
+                    at += 1;
                     if escaped {
                         escaped = false;
-                    } else if s == '\\' {
+                    } else if s == b'\\' {
                         escaped = true;
-                    } else if s == c || s == '\n' {
+                    } else if s == q || s == b'\n' {
                         break;
                     }
                 }
             }
-            '\\' => {
-                chunk.push(c);
-                if let Some(n) = chars.next() {
-                    chunk.push(n);
-                }
-            }
-            '(' => {
+            b'\\' => at += 1 + css[at + 1..].chars().next().map_or(0, char::len_utf8),
+            b'(' => {
                 depth_paren += 1;
-                chunk.push(c);
+                at += 1;
             }
-            ')' => {
+            b')' => {
                 depth_paren = depth_paren.saturating_sub(1);
-                chunk.push(c);
+                at += 1;
             }
-            ';' | '{' | '}' if depth_paren == 0 => {
+            c @ (b';' | b'{' | b'}') if depth_paren == 0 => {
+                chunk.push_str(&css[copied..at]);
                 flush(&mut chunk, &mut out, &mut removed, &mut changed);
-                out.push(c);
+                out.push(c as char);
+                at += 1;
+                copied = at;
             }
-            _ => chunk.push(c),
+            _ => at += 1,
         }
     }
+    chunk.push_str(&css[copied..]);
     flush(&mut chunk, &mut out, &mut removed, &mut changed);
     // Never let a rewritten block close its own <style> element.
     if out.contains("</") {
@@ -91,6 +89,14 @@ pub fn sanitize(css: &str, allowlist: &[String], drop_content: bool) -> (Option<
 enum Verdict {
     Keep,
     Drop { loads: bool },
+}
+
+/// CSS functions that load something, whatever their argument.
+const LOADING_FUNCTIONS: &[&str] = &["expression", "image-set", "image", "cross-fade", "element", "src"];
+
+/// Whether `h` contains `n`; declarations are short, so no searcher is built.
+fn has(h: &[u8], n: &[u8]) -> bool {
+    memchr::memchr_iter(n[0], h).any(|i| h[i..].starts_with(n))
 }
 
 /// One declaration, selector or at-rule prelude.
@@ -106,18 +112,15 @@ fn judge(chunk: &str, allowlist: &[String], drop_content: bool) -> Verdict {
     } else {
         chunk.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
     };
-    let (paren, at) = (folded.contains('('), folded.contains('@'));
-    let loads = (at && folded.contains("@import"))
-        || folded.contains("behavior:")
-        || folded.contains("-moz-binding")
+    let f = folded.as_bytes();
+    let (paren, at) = (f.contains(&b'('), f.contains(&b'@'));
+    let loads = (at && has(f, b"@import"))
+        || has(f, b"behavior:")
+        || has(f, b"-moz-binding")
         || (paren
-            && (folded.contains("expression(")
-                || folded.contains("image-set(")
-                || folded.contains("image(")
-                || folded.contains("cross-fade(")
-                || folded.contains("element(")
-                || folded.contains("src(")
-                || folded.contains("url(") && has_remote_url(chunk, allowlist)))
+            && (memchr::memchr_iter(b'(', f)
+                .any(|i| LOADING_FUNCTIONS.iter().any(|n| f[..i].ends_with(n.as_bytes())))
+                || has(f, b"url(") && has_remote_url(chunk, allowlist)))
         || (has_escape && (paren || at));
     if loads {
         return Verdict::Drop { loads: true };
