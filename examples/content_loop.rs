@@ -26,7 +26,7 @@ fn main() {
             headers.push((k.to_string(), v.trim_start().to_string()));
         }
     }
-    let body = raw[at + 4..].as_bytes().to_vec();
+    let body = raw.as_bytes()[at + 4..].to_vec();
     let policy = ContentPolicy::seller_to_buyer_default();
     let t = std::time::Instant::now();
     for _ in 0..n {
