@@ -25,7 +25,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Copy {
@@ -110,7 +110,8 @@ pub(crate) struct Applied {
 }
 
 struct Segment {
-    file: File,
+    /// Shared with a flush in progress, which runs without the segments' lock.
+    file: Arc<File>,
     ino: u64,
     len: u64,
     /// Appended to since its last flush.
@@ -122,7 +123,7 @@ struct Segments {
     open: HashMap<String, Segment>,
     /// Segments given up after a failed append, still holding other writers' frames that the
     /// next flush must make durable.
-    retired: Vec<File>,
+    retired: Vec<Arc<File>>,
     /// Where a failed append began in a segment that could not be cut back at once: the file
     /// is cut there when it is next opened, before anything is appended.
     cut_at: HashMap<String, u64>,
@@ -148,6 +149,12 @@ pub struct Archive {
     flushing: std::sync::atomic::AtomicBool,
     /// Flushes that synced something (one `fdatasync` per dirty segment).
     flushes: std::sync::atomic::AtomicU64,
+    /// Tests: milliseconds each flush sleeps before its `fdatasync`, to hold one open,
+    /// and whether one has got there.
+    #[cfg(test)]
+    slow_flush_ms: std::sync::atomic::AtomicU64,
+    #[cfg(test)]
+    flush_held: std::sync::atomic::AtomicBool,
 }
 
 /// `YYYY-MM-DD` of a unix time: the archive's day.
@@ -181,7 +188,7 @@ impl Segments {
                 }
                 self.cut_at.remove(day);
             }
-            self.open.insert(day.to_string(), Segment { file, ino: meta.ino(), len, dirty: false });
+            self.open.insert(day.to_string(), Segment { file: Arc::new(file), ino: meta.ino(), len, dirty: false });
         }
         Ok(self.open.get_mut(day).expect("inserted above"))
     }
@@ -196,6 +203,10 @@ impl Archive {
             flushed: tokio::sync::watch::Sender::new(Flushed::default()),
             flushing: Default::default(),
             flushes: Default::default(),
+            #[cfg(test)]
+            slow_flush_ms: Default::default(),
+            #[cfg(test)]
+            flush_held: Default::default(),
         }
     }
 
@@ -229,8 +240,10 @@ impl Archive {
         let seg = segments.get(&self.dir, day)?;
         let start = seg.len;
         let written = match &gathered {
-            Some(buf) => seg.file.write_all(buf),
-            None => std::iter::once(&head[..]).chain(pieces.iter().copied()).try_for_each(|p| seg.file.write_all(p)),
+            Some(buf) => (&*seg.file).write_all(buf),
+            None => {
+                std::iter::once(&head[..]).chain(pieces.iter().copied()).try_for_each(|p| (&*seg.file).write_all(p))
+            }
         };
         match written {
             Ok(()) => {
@@ -281,27 +294,59 @@ impl Archive {
     }
 
     /// Returns once every frame appended before the call is durable; concurrent callers
-    /// share one flush.
+    /// share one flush. The flush runs without the segments' lock, so appends (the other
+    /// sessions' ends of message) go on meanwhile; they wait for the next flush.
     pub fn sync(&self) -> io::Result<()> {
         self.flush.sync(|| {
-            let mut segments = self.lock();
-            let segments = &mut *segments;
-            let target = segments.appended;
-            if segments.open.values().any(|s| s.dirty) || !segments.retired.is_empty() {
+            let (target, dirty, retired) = {
+                let mut segments = self.lock();
+                let segments = &mut *segments;
+                let dirty: Vec<(String, Arc<File>)> = segments
+                    .open
+                    .iter_mut()
+                    .filter(|(_, s)| s.dirty)
+                    .map(|(day, s)| {
+                        s.dirty = false;
+                        (day.clone(), s.file.clone())
+                    })
+                    .collect();
+                (segments.appended, dirty, std::mem::take(&mut segments.retired))
+            };
+            if !dirty.is_empty() || !retired.is_empty() {
                 self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let flushed = segments.open.values().filter(|s| s.dirty).try_for_each(|s| s.file.sync_data());
-            let flushed = flushed.and_then(|()| segments.retired.iter().try_for_each(|f| f.sync_data()));
+            #[cfg(test)]
+            self.hold_flush();
+            // Every frame up to `target` was written before the files were taken: the
+            // `fdatasync` of each covers them.
+            let flushed = dirty.iter().try_for_each(|(_, f)| f.sync_data());
+            let flushed = flushed.and_then(|()| retired.iter().try_for_each(|f| f.sync_data()));
             if let Err(e) = flushed {
+                // Still to be made durable: dirty again, or retired if no longer open.
+                let mut segments = self.lock();
+                for (day, file) in dirty {
+                    match segments.open.get_mut(&day) {
+                        Some(s) if Arc::ptr_eq(&s.file, &file) => s.dirty = true,
+                        _ => segments.retired.push(file),
+                    }
+                }
+                segments.retired.extend(retired);
                 self.flushed.send_modify(|f| f.failed = f.failed.max(target));
                 return Err(e);
             }
-            // Appends wait for the lock held here: what was dirty is durable now.
-            segments.open.values_mut().for_each(|s| s.dirty = false);
-            segments.retired.clear();
             self.flushed.send_modify(|f| f.synced = f.synced.max(target));
             Ok(())
         })
+    }
+
+    #[cfg(test)]
+    fn hold_flush(&self) {
+        use std::sync::atomic::Ordering;
+        let ms = self.slow_flush_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            self.flush_held.store(true, Ordering::Release);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
     }
 
     /// How many flushes this archive has done (that had something to sync).
@@ -393,11 +438,11 @@ impl Archive {
         let mut ends = Vec::new();
         for day in self.days()? {
             let (file, ino, end) = match segments.open.get(&day) {
-                Some(s) => (s.file.try_clone()?, s.ino, s.len),
+                Some(s) => (s.file.clone(), s.ino, s.len),
                 None => {
                     let f = OpenOptions::new().read(true).write(true).open(self.path(&day))?;
                     let m = f.metadata()?;
-                    (f, m.ino(), m.len())
+                    (Arc::new(f), m.ino(), m.len())
                 }
             };
             let from = match applied.get(&day) {
@@ -565,6 +610,36 @@ mod tests {
         assert!(frames.is_empty());
         assert_eq!(ends.len(), 1);
         assert_eq!(ends[0].1.offset, a.size(), "every frame is whole");
+    }
+
+    #[test]
+    fn appends_go_on_while_a_flush_runs_and_wait_for_the_next() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let a = std::sync::Arc::new(Archive::new(dir.path()));
+        a.append_copies(DAY, &[b"first"], None).unwrap();
+        let first = a.mark();
+        a.slow_flush_ms.store(1000, Ordering::Relaxed);
+        let flusher = {
+            let a = a.clone();
+            std::thread::spawn(move || a.sync())
+        };
+        while !a.flush_held.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        // The flush has taken the dirty segment and sleeps before its fdatasync.
+        let t = std::time::Instant::now();
+        a.append_copies(DAY, &[b"second"], None).unwrap();
+        let second = a.mark();
+        assert!(t.elapsed() < std::time::Duration::from_millis(500), "the append waited {:?}", t.elapsed());
+        flusher.join().unwrap().unwrap();
+        let synced = a.flushed.borrow().synced;
+        assert!(synced >= first && synced < second, "that flush covers the first append only: {synced}");
+        assert!(a.lock().open.values().all(|s| s.dirty), "the second append waits for the next flush");
+        a.slow_flush_ms.store(0, Ordering::Relaxed);
+        a.sync().unwrap();
+        assert!(a.flushed.borrow().synced >= second);
+        assert_eq!(a.flushes(), 2);
     }
 
     #[test]
