@@ -155,6 +155,9 @@ pub struct Archive {
     slow_flush_ms: std::sync::atomic::AtomicU64,
     #[cfg(test)]
     flush_held: std::sync::atomic::AtomicBool,
+    /// Tests: how many of the next `fdatasync` calls fail.
+    #[cfg(test)]
+    failing_syncs: std::sync::atomic::AtomicU32,
 }
 
 /// `YYYY-MM-DD` of a unix time: the archive's day.
@@ -207,6 +210,8 @@ impl Archive {
             slow_flush_ms: Default::default(),
             #[cfg(test)]
             flush_held: Default::default(),
+            #[cfg(test)]
+            failing_syncs: Default::default(),
         }
     }
 
@@ -319,8 +324,8 @@ impl Archive {
             self.hold_flush();
             // Every frame up to `target` was written before the files were taken: the
             // `fdatasync` of each covers them.
-            let flushed = dirty.iter().try_for_each(|(_, f)| f.sync_data());
-            let flushed = flushed.and_then(|()| retired.iter().try_for_each(|f| f.sync_data()));
+            let flushed = dirty.iter().try_for_each(|(_, f)| self.sync_file(f));
+            let flushed = flushed.and_then(|()| retired.iter().try_for_each(|f| self.sync_file(f)));
             if let Err(e) = flushed {
                 // Still to be made durable: dirty again, or retired if no longer open.
                 let mut segments = self.lock();
@@ -337,6 +342,20 @@ impl Archive {
             self.flushed.send_modify(|f| f.synced = f.synced.max(target));
             Ok(())
         })
+    }
+
+    fn sync_file(&self, file: &File) -> io::Result<()> {
+        #[cfg(test)]
+        if self
+            .failing_syncs
+            .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok()
+        {
+            return Err(io::Error::other("injected fdatasync failure"));
+        }
+        file.sync_data()
     }
 
     #[cfg(test)]
@@ -639,6 +658,28 @@ mod tests {
         a.slow_flush_ms.store(0, Ordering::Relaxed);
         a.sync().unwrap();
         assert!(a.flushed.borrow().synced >= second);
+        assert_eq!(a.flushes(), 2);
+    }
+
+    #[test]
+    fn a_failed_flush_leaves_its_segments_for_the_next_one() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let a = std::sync::Arc::new(Archive::new(dir.path()));
+        a.append_copies(DAY, &[b"first"], None).unwrap();
+        let mark = a.mark();
+        a.failing_syncs.store(1, Ordering::Relaxed);
+        assert!(a.sync().is_err());
+        assert!(a.flushed.borrow().failed >= mark);
+        assert!(a.flushed.borrow().synced < mark, "a failed flush made nothing durable");
+        assert!(a.lock().open.values().all(|s| s.dirty), "the segment is dirty again");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert!(rt.block_on(a.durable(mark)).is_err(), "its waiters hear of the failure");
+        // A later append's waiter gets the retry, which covers the first frame too.
+        a.append_copies(DAY, &[b"second"], None).unwrap();
+        rt.block_on(a.durable(a.mark())).unwrap();
+        assert!(a.flushed.borrow().synced >= mark);
+        assert!(a.lock().open.values().all(|s| !s.dirty));
         assert_eq!(a.flushes(), 2);
     }
 
