@@ -60,10 +60,7 @@ pub fn scrub<'t>(text: &'t str, rules: &Rules<'_>, removed: &mut Removed) -> Cow
 /// ASCII text, so non-ASCII text goes to the second scanner alone.
 pub fn emails<'t>(text: &'t str, relay_domain: &str) -> (Cow<'t, str>, u32) {
     // `＠` and `﹫` are the only other at signs; both start with the byte 0xEF.
-    let maybe = match memchr::memchr2(b'@', 0xEF, text.as_bytes()) {
-        None => false,
-        Some(_) => text.contains(['@', '＠', '﹫']),
-    };
+    let maybe = memchr::memchr2(b'@', 0xEF, text.as_bytes()).is_some() && text.contains(['@', '＠', '﹫']);
     if !maybe {
         return (Cow::Borrowed(text), 0);
     }

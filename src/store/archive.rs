@@ -149,14 +149,19 @@ pub struct Archive {
     flushing: std::sync::atomic::AtomicBool,
     /// Flushes that synced something (one `fdatasync` per dirty segment).
     flushes: std::sync::atomic::AtomicU64,
-    /// Tests: milliseconds each flush sleeps before its `fdatasync`, to hold one open,
-    /// and whether one has got there.
     #[cfg(test)]
+    faults: TestFaults,
+}
+
+/// Tests: a flush held open, and `fdatasync` failures, on demand.
+#[cfg(test)]
+#[derive(Default)]
+struct TestFaults {
+    /// Milliseconds each flush sleeps before its `fdatasync`, to hold one open, and
+    /// whether one has got there.
     slow_flush_ms: std::sync::atomic::AtomicU64,
-    #[cfg(test)]
     flush_held: std::sync::atomic::AtomicBool,
-    /// Tests: how many of the next `fdatasync` calls fail.
-    #[cfg(test)]
+    /// How many of the next `fdatasync` calls fail.
     failing_syncs: std::sync::atomic::AtomicU32,
 }
 
@@ -207,11 +212,7 @@ impl Archive {
             flushing: Default::default(),
             flushes: Default::default(),
             #[cfg(test)]
-            slow_flush_ms: Default::default(),
-            #[cfg(test)]
-            flush_held: Default::default(),
-            #[cfg(test)]
-            failing_syncs: Default::default(),
+            faults: TestFaults::default(),
         }
     }
 
@@ -347,6 +348,7 @@ impl Archive {
     fn sync_file(&self, file: &File) -> io::Result<()> {
         #[cfg(test)]
         if self
+            .faults
             .failing_syncs
             .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
                 n.checked_sub(1)
@@ -361,9 +363,9 @@ impl Archive {
     #[cfg(test)]
     fn hold_flush(&self) {
         use std::sync::atomic::Ordering;
-        let ms = self.slow_flush_ms.load(Ordering::Relaxed);
+        let ms = self.faults.slow_flush_ms.load(Ordering::Relaxed);
         if ms > 0 {
-            self.flush_held.store(true, Ordering::Release);
+            self.faults.flush_held.store(true, Ordering::Release);
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
     }
@@ -638,12 +640,12 @@ mod tests {
         let a = std::sync::Arc::new(Archive::new(dir.path()));
         a.append_copies(DAY, &[b"first"], None).unwrap();
         let first = a.mark();
-        a.slow_flush_ms.store(1000, Ordering::Relaxed);
+        a.faults.slow_flush_ms.store(1000, Ordering::Relaxed);
         let flusher = {
             let a = a.clone();
             std::thread::spawn(move || a.sync())
         };
-        while !a.flush_held.load(Ordering::Acquire) {
+        while !a.faults.flush_held.load(Ordering::Acquire) {
             std::thread::yield_now();
         }
         // The flush has taken the dirty segment and sleeps before its fdatasync.
@@ -655,7 +657,7 @@ mod tests {
         let synced = a.flushed.borrow().synced;
         assert!(synced >= first && synced < second, "that flush covers the first append only: {synced}");
         assert!(a.lock().open.values().all(|s| s.dirty), "the second append waits for the next flush");
-        a.slow_flush_ms.store(0, Ordering::Relaxed);
+        a.faults.slow_flush_ms.store(0, Ordering::Relaxed);
         a.sync().unwrap();
         assert!(a.flushed.borrow().synced >= second);
         assert_eq!(a.flushes(), 2);
@@ -668,7 +670,7 @@ mod tests {
         let a = std::sync::Arc::new(Archive::new(dir.path()));
         a.append_copies(DAY, &[b"first"], None).unwrap();
         let mark = a.mark();
-        a.failing_syncs.store(1, Ordering::Relaxed);
+        a.faults.failing_syncs.store(1, Ordering::Relaxed);
         assert!(a.sync().is_err());
         assert!(a.flushed.borrow().failed >= mark);
         assert!(a.flushed.borrow().synced < mark, "a failed flush made nothing durable");
