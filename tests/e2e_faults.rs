@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use support::faults::{Immutable, now, segments_around, sending_mta, set_file_size_limit};
+use support::faults::{Immutable, frames_end, now, segments_around, sending_mta, set_file_size_limit};
 use support::postfix::{SinkMessage, Smtp, send};
 use support::process::{Served, ok, write_config};
 use support::world::{World, assert_no_trace, header, json, message};
@@ -655,13 +655,14 @@ fn an_archive_append_cut_short_by_a_full_disk_tempfails_and_later_copies_stay_wh
     }
     w.postfix.wait_delivered(2, Duration::from_secs(30));
     let segment = segments_around(&archive, now()).into_iter().find(|s| s.exists()).unwrap();
-    let len = std::fs::metadata(&segment).unwrap().len();
-    set_file_size_limit(pid, Some(len + 100));
+    let end = frames_end(&segment);
+    assert!(std::fs::metadata(&segment).unwrap().len() > end, "no zeros written ahead of the frames");
+    set_file_size_limit(pid, Some(end + 100));
     assert_tempfails(send_both(&w, 1));
     let log = w.milter.as_ref().unwrap().log_text();
     assert!(log.contains("archive") && log.contains("File too large"), "{log}");
-    // What the append wrote was cut off again: frames follow each other.
-    assert_eq!(std::fs::metadata(&segment).unwrap().len(), len, "the cut-short append was left in the segment");
+    // What the append wrote was cut off again, with the zeros after it: frames follow each other.
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), end, "the cut-short append was left in the segment");
     recovers(&mut w, 1, || set_file_size_limit(pid, None));
     eprintln!("archive append cut short: 2 tempfails, then 2 delivered whole; {:.1}s", started.elapsed().as_secs_f64());
 }

@@ -10,7 +10,9 @@
 //!
 //! Appending creates no file (the cost that dominated per-message files on
 //! ext4), and concurrent writers share one `fdatasync` (group commit): a
-//! message's copies and its record become durable in the same flush.
+//! message's copies and its record become durable in the same flush. Zeros are
+//! written ahead of the frames ([`RESERVE`]), so that most flushes write data
+//! blocks only, not the inode of a file that grew.
 //!
 //! A frame is a 24-byte header (`BSMJ`, kind, payload length, payload CRC-32,
 //! header CRC-32) and the payload. An append that fails (disk full) is cut
@@ -22,7 +24,7 @@ use super::group_sync::GroupSync;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -113,7 +115,10 @@ struct Segment {
     /// Shared with a flush in progress, which runs without the segments' lock.
     file: Arc<File>,
     ino: u64,
+    /// Where the frames end: the next one is written here.
     len: u64,
+    /// How far the file holds zeros after the frames (written ahead, see [`RESERVE`]).
+    size: u64,
     /// Appended to since its last flush.
     dirty: bool,
 }
@@ -129,6 +134,9 @@ struct Segments {
     cut_at: HashMap<String, u64>,
     /// Frames appended so far (the marks [`Archive::durable`] waits for).
     appended: u64,
+    /// Where recovery found the frames of a segment to end, so that opening it need not walk
+    /// them again.
+    recovered: HashMap<String, Applied>,
 }
 
 /// How far flushes have made the archive durable, in marks.
@@ -178,25 +186,92 @@ fn is_day(name: &str) -> Option<&str> {
 /// Frames no larger than this are gathered and appended with one `write`.
 const GATHER: u64 = 256 * 1024;
 
+/// Zeros kept written ahead of a segment's frames: a frame written over them changes
+/// neither the file's size nor its block map, so the flush that makes it durable writes
+/// its data blocks and not the inode too (one I/O instead of two on ext4). Topped up when
+/// less than [`GATHER`] is left. Whatever follows the frames is zeros, so a segment's
+/// frames end where the frame headers stop and only zeros follow ([`data_end`]).
+const RESERVE: u64 = 1024 * 1024;
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl Segment {
+    /// Writes zeros ahead of the frames, up to [`RESERVE`] after them, if less than
+    /// [`GATHER`] is left. A failure (a full disk) only means that the next frames grow
+    /// the file themselves.
+    fn reserve(&mut self) {
+        if self.size >= self.len + GATHER {
+            return;
+        }
+        let to = self.len + RESERVE;
+        while self.size < to {
+            let n = (to - self.size).min(ZEROS.len() as u64);
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n as usize], self.size) {
+                tracing::debug!("archive: zeros ahead of the frames not written: {e}");
+                return;
+            }
+            self.size += n;
+        }
+    }
+}
+
+/// Whether `file` holds only zeros from `from` to `to`.
+fn zeros(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = from;
+    while pos < to {
+        let n = ((to - pos) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
+/// Where a segment's frames end, walking their headers from `from` (where a frame begins):
+/// where they stop, if only zeros follow (written ahead); otherwise the file's end, as for a
+/// segment an earlier, unframed version wrote, or a torn tail that recovery has not cut.
+fn data_end(file: &File, from: u64, size: u64) -> io::Result<u64> {
+    let mut pos = from.min(size);
+    while size - pos >= HEADER_LEN {
+        let mut h = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut h, pos)?;
+        match parse_header(&h) {
+            Some((_, len, _)) if len <= size - pos - HEADER_LEN => pos += HEADER_LEN + len,
+            _ => break,
+        }
+    }
+    Ok(if zeros(file, pos, size)? { pos } else { size })
+}
+
 impl Segments {
     /// The day's segment, opened (and cut back after an earlier failed append) if need be.
     fn get(&mut self, dir: &std::path::Path, day: &str) -> io::Result<&mut Segment> {
         if !self.open.contains_key(day) {
             fs::create_dir_all(dir)?;
-            let file = OpenOptions::new().create(true).append(true).read(true).open(dir.join(format!("{day}.seg")))?;
+            let file = OpenOptions::new().create(true).write(true).read(true).open(dir.join(format!("{day}.seg")))?;
             // The name must survive a crash too: synced on every open, so an open that
             // created the file and then failed does not leave it unsynced for the next one.
             File::open(dir)?.sync_all()?;
             let meta = file.metadata()?;
-            let mut len = meta.len();
-            if let Some(&at) = self.cut_at.get(day) {
-                if len > at {
-                    file.set_len(at)?;
-                    len = at;
+            let mut size = meta.len();
+            let len = match self.cut_at.remove(day) {
+                Some(at) => {
+                    if size > at {
+                        file.set_len(at)?;
+                        size = at;
+                    }
+                    at
                 }
-                self.cut_at.remove(day);
+                None => {
+                    let from = self.recovered.get(day).filter(|r| r.ino == meta.ino()).map_or(0, |r| r.offset);
+                    data_end(&file, from, size)?
+                }
             }
-            self.open.insert(day.to_string(), Segment { file: Arc::new(file), ino: meta.ino(), len, dirty: false });
+            .min(size);
+            self.open.insert(day.to_string(), Segment { file: Arc::new(file), ino: meta.ino(), len, size, dirty: false });
         }
         Ok(self.open.get_mut(day).expect("inserted above"))
     }
@@ -246,22 +321,27 @@ impl Archive {
         let seg = segments.get(&self.dir, day)?;
         let start = seg.len;
         let written = match &gathered {
-            Some(buf) => (&*seg.file).write_all(buf),
-            None => {
-                std::iter::once(&head[..]).chain(pieces.iter().copied()).try_for_each(|p| (&*seg.file).write_all(p))
-            }
+            Some(buf) => seg.file.write_all_at(buf, start),
+            None => std::iter::once(&head[..]).chain(pieces.iter().copied()).try_fold(start, |at, p| {
+                seg.file.write_all_at(p, at).map(|()| at + p.len() as u64)
+            })
+            .map(drop),
         };
         match written {
             Ok(()) => {
                 seg.len += HEADER_LEN + len;
+                seg.size = seg.size.max(seg.len);
+                seg.reserve();
                 seg.dirty = true;
                 segments.appended += 1;
                 Ok(start + HEADER_LEN)
             }
             Err(e) => {
-                // Frames must follow each other: the partial one is cut off now, or when the
-                // segment is next opened.
-                if seg.file.set_len(start).is_err() {
+                // Frames must follow each other: the partial one is cut off now (with the zeros
+                // after it), or when the segment is next opened.
+                if seg.file.set_len(start).is_ok() {
+                    seg.size = start;
+                } else {
                     let seg = segments.open.remove(day).expect("appended to above");
                     if seg.dirty {
                         segments.retired.push(seg.file);
@@ -437,14 +517,16 @@ impl Archive {
         Ok(days)
     }
 
-    /// Where every segment file ends now, unread: what a store that has never
-    /// replayed this archive takes as applied (segments written before frames).
+    /// Where every segment's frames end now (unchecked: their headers are walked, their
+    /// payloads not read): what a store that has never replayed this archive takes as
+    /// applied. A segment written before frames is applied to its end.
     pub(crate) fn existing(&self) -> io::Result<Vec<(String, Applied)>> {
         self.days()?
             .into_iter()
             .map(|day| {
-                let m = fs::metadata(self.path(&day))?;
-                Ok((day, Applied { ino: m.ino(), offset: m.len() }))
+                let f = File::open(self.path(&day))?;
+                let m = f.metadata()?;
+                Ok((day, Applied { ino: m.ino(), offset: data_end(&f, 0, m.len())? }))
             })
             .collect()
     }
@@ -471,14 +553,17 @@ impl Archive {
                 _ => 0,
             };
             let whole = scan(&file, &day, from, end, &mut frames)?;
-            if whole < end {
+            // Zeros after the frames were written ahead of them (or were frames that never
+            // reached the disk, and were never acknowledged): they stay for later frames.
+            if whole < end && !zeros(&file, whole, end)? {
                 tracing::warn!(day, offset = whole, bytes = end - whole, "archive: cut off a torn tail");
                 file.set_len(whole)?;
                 file.sync_data()?;
                 if let Some(s) = segments.open.get_mut(&day) {
-                    s.len = whole;
+                    (s.len, s.size) = (whole, whole);
                 }
             }
+            segments.recovered.insert(day.clone(), Applied { ino, offset: whole });
             ends.push((day, Applied { ino, offset: whole }));
         }
         segments.cut_at.clear();
@@ -504,6 +589,7 @@ impl Archive {
     pub fn purge_before(&self, cutoff_day: &str) -> io::Result<usize> {
         let mut segments = self.lock();
         segments.open.retain(|day, _| day.as_str() >= cutoff_day);
+        segments.recovered.retain(|day, _| day.as_str() >= cutoff_day);
         let mut removed = 0;
         for day in self.days()? {
             if day.as_str() < cutoff_day {
@@ -514,7 +600,7 @@ impl Archive {
         Ok(removed)
     }
 
-    /// Bytes used by archived messages.
+    /// Bytes the segments take, the zeros written ahead of each open one's frames included.
     pub fn size(&self) -> u64 {
         fs::read_dir(&self.dir).map_or(0, |rd| {
             rd.flatten()
@@ -579,7 +665,10 @@ mod tests {
         assert_eq!(a.read(DAY, &r1, Copy::Delivered).unwrap(), b"deliv");
         assert_eq!(a.read(DAY + 5, &r3, Copy::Original).unwrap(), b"third");
         assert_eq!(a.read(DAY + 86_400, &r2, Copy::Delivered).unwrap_err().kind(), io::ErrorKind::NotFound);
-        assert_eq!(a.size(), 3 * HEADER_LEN + 20);
+        let ends: u64 = a.ends().iter().map(|(_, e)| e.offset).sum();
+        assert_eq!(ends, 3 * HEADER_LEN + 20);
+        // Each day's file holds zeros ahead of its frames, written with its first frame.
+        assert_eq!(a.size(), (HEADER_LEN + 9 + RESERVE) + (HEADER_LEN + 6 + RESERVE));
         // A reopened archive appends after what is there.
         let b = Archive::new(dir.path());
         let r4 = b.write(DAY, &[b"fourth"], None).unwrap();
@@ -622,15 +711,17 @@ mod tests {
                 })
             })
             .collect();
+        let mut framed = 0;
         for t in threads {
             let (body, r) = t.join().unwrap();
             assert_eq!(a.read(86_400, &r, Copy::Original).unwrap(), [b"head\r\n", body.as_bytes()].concat());
             assert_eq!(a.read(86_400, &r, Copy::Delivered).unwrap(), body.as_bytes());
+            framed += HEADER_LEN + 6 + 2 * body.len() as u64;
         }
         let Recovered { index: frames, ends } = a.recover(&HashMap::new()).unwrap();
         assert!(frames.is_empty());
         assert_eq!(ends.len(), 1);
-        assert_eq!(ends[0].1.offset, a.size(), "every frame is whole");
+        assert_eq!(ends[0].1.offset, framed, "every frame is whole");
     }
 
     #[test]
@@ -758,7 +849,7 @@ mod tests {
             let a = Archive::new(dir.path());
             a.append_index("2026-11-23", b"kept").unwrap();
             a.sync().unwrap();
-            let whole = fs::metadata(&path).unwrap().len();
+            let whole = HEADER_LEN + 4;
             a.append_index("2026-11-23", b"lost in the crash").unwrap();
             a.sync().unwrap();
             drop(a);
@@ -778,6 +869,62 @@ mod tests {
             let Recovered { index: frames, .. } = Archive::new(dir.path()).recover(&HashMap::new()).unwrap();
             assert_eq!(index_payloads(&frames), [&b"kept"[..], b"after"], "{damage}");
         }
+    }
+
+    #[test]
+    fn flushes_write_over_zeros_written_ahead_and_the_file_does_not_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2026-11-23.seg");
+        let a = Archive::new(dir.path());
+        a.write(DAY, &[b"first"], None).unwrap();
+        let size = fs::metadata(&path).unwrap().len();
+        assert_eq!(size, HEADER_LEN + 5 + RESERVE);
+        let body = vec![b'x'; 10_000];
+        let mut written = Vec::new();
+        while a.ends()[0].1.offset + HEADER_LEN + body.len() as u64 + GATHER <= size {
+            written.push(a.write(DAY, &[&body], None).unwrap());
+            assert_eq!(fs::metadata(&path).unwrap().len(), size, "after {} frames", written.len());
+        }
+        assert!(written.len() > 70, "{} frames", written.len());
+        // Less than GATHER left: the next frame tops the zeros up.
+        a.write(DAY, &[&body], None).unwrap();
+        let end = a.ends()[0].1.offset;
+        assert_eq!(fs::metadata(&path).unwrap().len(), end + RESERVE);
+        assert!(written.iter().all(|r| a.read(DAY, r, Copy::Original).unwrap() == body));
+    }
+
+    #[test]
+    fn zeros_after_the_frames_are_kept_and_later_frames_follow_the_last_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2026-11-23.seg");
+        let a = Archive::new(dir.path());
+        a.append_index("2026-11-23", b"kept").unwrap();
+        a.append_index("2026-11-23", b"never reached the disk").unwrap();
+        a.sync().unwrap();
+        drop(a);
+        // As a crash may leave it: the second frame's blocks were never written.
+        let whole = HEADER_LEN + 4;
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0; HEADER_LEN as usize + 22], whole).unwrap();
+        let size = fs::metadata(&path).unwrap().len();
+        assert!(size > whole + GATHER);
+        // A store that never replayed the archive takes it as applied where the frames end.
+        let b = Archive::new(dir.path());
+        assert_eq!(b.existing().unwrap()[0].1.offset, whole);
+        let Recovered { index: frames, ends } = b.recover(&HashMap::new()).unwrap();
+        assert_eq!(index_payloads(&frames), [&b"kept"[..]]);
+        assert_eq!(ends[0].1.offset, whole);
+        assert_eq!(fs::metadata(&path).unwrap().len(), size, "zeros are not a torn tail");
+        b.append_index("2026-11-23", b"after").unwrap();
+        assert_eq!(b.ends()[0].1.offset, whole + HEADER_LEN + 5);
+        b.sync().unwrap();
+        // Opened without recovery, it finds the end by walking the frame headers.
+        let c = Archive::new(dir.path());
+        c.append_index("2026-11-23", b"last").unwrap();
+        c.sync().unwrap();
+        let Recovered { index: frames, ends } = Archive::new(dir.path()).recover(&HashMap::new()).unwrap();
+        assert_eq!(index_payloads(&frames), [&b"kept"[..], b"after", b"last"]);
+        assert_eq!(ends[0].1.offset, whole + 2 * HEADER_LEN + 9);
     }
 
     #[test]

@@ -40,6 +40,21 @@ pub fn segments_around(archive_dir: &Path, at: u64) -> [PathBuf; 2] {
     [archive_dir.join(format!("{}.seg", day_dir(at))), archive_dir.join(format!("{}.seg", day_dir(at + 86_400)))]
 }
 
+/// Where the frames of an archive segment end, walking their headers (`BSMJ`, kind, payload
+/// length at bytes 8..16; README, "Archive"): zeros may follow, written ahead of them.
+pub fn frames_end(segment: &Path) -> u64 {
+    let bytes = std::fs::read(segment).unwrap();
+    let mut pos = 0;
+    while bytes.len() - pos >= 24 && &bytes[pos..pos + 4] == b"BSMJ" {
+        let len = u64::from_le_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()) as usize;
+        if len > bytes.len() - pos - 24 {
+            break;
+        }
+        pos += 24 + len;
+    }
+    pos as u64
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
