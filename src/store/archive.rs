@@ -251,7 +251,7 @@ impl Segments {
     fn get(&mut self, dir: &std::path::Path, day: &str) -> io::Result<&mut Segment> {
         if !self.open.contains_key(day) {
             fs::create_dir_all(dir)?;
-            let file = OpenOptions::new().create(true).write(true).read(true).open(dir.join(format!("{day}.seg")))?;
+            let file = OpenOptions::new().create(true).truncate(false).write(true).read(true).open(dir.join(format!("{day}.seg")))?;
             // The name must survive a crash too: synced on every open, so an open that
             // created the file and then failed does not leave it unsynced for the next one.
             File::open(dir)?.sync_all()?;
