@@ -82,7 +82,9 @@ impl OpsMetrics {
         let _ = writeln!(out, "bsm_eom_duration_seconds_count {count}");
         out.push_str("# HELP bsm_store_bytes Size of the store file.\n# TYPE bsm_store_bytes gauge\n");
         let _ = writeln!(out, "bsm_store_bytes {store_bytes}");
-        out.push_str("# HELP bsm_archive_bytes Bytes the archive's day segments take on disk.\n# TYPE bsm_archive_bytes gauge\n");
+        out.push_str(
+            "# HELP bsm_archive_bytes Bytes the archive's day segments take on disk.\n# TYPE bsm_archive_bytes gauge\n",
+        );
         let _ = writeln!(out, "bsm_archive_bytes {archive_bytes}");
         out.push_str(
             "# HELP bsm_archive_flushes_total Flushes of the archive (its journal), each shared by the messages \

@@ -251,7 +251,12 @@ impl Segments {
     fn get(&mut self, dir: &std::path::Path, day: &str) -> io::Result<&mut Segment> {
         if !self.open.contains_key(day) {
             fs::create_dir_all(dir)?;
-            let file = OpenOptions::new().create(true).truncate(false).write(true).read(true).open(dir.join(format!("{day}.seg")))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .read(true)
+                .open(dir.join(format!("{day}.seg")))?;
             // The name must survive a crash too: synced on every open, so an open that
             // created the file and then failed does not leave it unsynced for the next one.
             File::open(dir)?.sync_all()?;
@@ -271,7 +276,14 @@ impl Segments {
                 }
             }
             .min(size);
-            self.open.insert(day.to_string(), Segment { file: Arc::new(file), ino: meta.ino(), len, size, dirty: false });
+            // An earlier day's segment gives its zeros back: few frames, if any, come after.
+            for (_, s) in self.open.iter_mut().filter(|(d, s)| d.as_str() < day && s.size > s.len) {
+                if s.file.set_len(s.len).is_ok() {
+                    s.size = s.len;
+                }
+            }
+            self.open
+                .insert(day.to_string(), Segment { file: Arc::new(file), ino: meta.ino(), len, size, dirty: false });
         }
         Ok(self.open.get_mut(day).expect("inserted above"))
     }
@@ -318,20 +330,24 @@ impl Archive {
         });
         let mut segments = self.lock();
         let segments = &mut *segments;
+        // Only the latest day's segment keeps zeros ahead.
+        let latest = segments.open.keys().all(|d| d.as_str() <= day);
         let seg = segments.get(&self.dir, day)?;
         let start = seg.len;
         let written = match &gathered {
             Some(buf) => seg.file.write_all_at(buf, start),
-            None => std::iter::once(&head[..]).chain(pieces.iter().copied()).try_fold(start, |at, p| {
-                seg.file.write_all_at(p, at).map(|()| at + p.len() as u64)
-            })
-            .map(drop),
+            None => std::iter::once(&head[..])
+                .chain(pieces.iter().copied())
+                .try_fold(start, |at, p| seg.file.write_all_at(p, at).map(|()| at + p.len() as u64))
+                .map(drop),
         };
         match written {
             Ok(()) => {
                 seg.len += HEADER_LEN + len;
                 seg.size = seg.size.max(seg.len);
-                seg.reserve();
+                if latest {
+                    seg.reserve();
+                }
                 seg.dirty = true;
                 segments.appended += 1;
                 Ok(start + HEADER_LEN)
@@ -539,7 +555,9 @@ impl Archive {
         let mut segments = self.lock();
         let mut frames = Vec::new();
         let mut ends = Vec::new();
-        for day in self.days()? {
+        let days = self.days()?;
+        let last = days.last().cloned();
+        for day in days {
             let (file, ino, end) = match segments.open.get(&day) {
                 Some(s) => (s.file.clone(), s.ino, s.len),
                 None => {
@@ -554,9 +572,13 @@ impl Archive {
             };
             let whole = scan(&file, &day, from, end, &mut frames)?;
             // Zeros after the frames were written ahead of them (or were frames that never
-            // reached the disk, and were never acknowledged): they stay for later frames.
-            if whole < end && !zeros(&file, whole, end)? {
+            // reached the disk, and were never acknowledged): the last day keeps them for its
+            // next frames, an earlier one gives them back.
+            let torn = whole < end && !zeros(&file, whole, end)?;
+            if torn {
                 tracing::warn!(day, offset = whole, bytes = end - whole, "archive: cut off a torn tail");
+            }
+            if torn || (whole < end && last.as_ref() != Some(&day)) {
                 file.set_len(whole)?;
                 file.sync_data()?;
                 if let Some(s) = segments.open.get_mut(&day) {
@@ -667,8 +689,10 @@ mod tests {
         assert_eq!(a.read(DAY + 86_400, &r2, Copy::Delivered).unwrap_err().kind(), io::ErrorKind::NotFound);
         let ends: u64 = a.ends().iter().map(|(_, e)| e.offset).sum();
         assert_eq!(ends, 3 * HEADER_LEN + 20);
-        // Each day's file holds zeros ahead of its frames, written with its first frame.
-        assert_eq!(a.size(), (HEADER_LEN + 9 + RESERVE) + (HEADER_LEN + 6 + RESERVE));
+        // Only the latest day's file holds zeros ahead of its frames: the earlier day's gave
+        // them back when the later one opened, and a frame appended to it since added none.
+        assert_eq!(fs::metadata(dir.path().join("2026-11-23.seg")).unwrap().len(), 2 * HEADER_LEN + 14);
+        assert_eq!(a.size(), (2 * HEADER_LEN + 14) + (HEADER_LEN + 6 + RESERVE));
         // A reopened archive appends after what is there.
         let b = Archive::new(dir.path());
         let r4 = b.write(DAY, &[b"fourth"], None).unwrap();
@@ -924,7 +948,19 @@ mod tests {
         c.sync().unwrap();
         let Recovered { index: frames, ends } = Archive::new(dir.path()).recover(&HashMap::new()).unwrap();
         assert_eq!(index_payloads(&frames), [&b"kept"[..], b"after", b"last"]);
-        assert_eq!(ends[0].1.offset, whole + 2 * HEADER_LEN + 9);
+        let end = whole + 2 * HEADER_LEN + 9;
+        assert_eq!(ends[0].1.offset, end);
+        // The next day opened elsewhere: recovery gives the earlier day's zeros back, and keeps
+        // the last day's.
+        let d = Archive::new(dir.path());
+        d.append_index("2026-11-24", b"next day").unwrap();
+        d.sync().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), size, "not open here: its zeros stay");
+        let next = dir.path().join("2026-11-24.seg");
+        let Recovered { index: frames, .. } = Archive::new(dir.path()).recover(&HashMap::new()).unwrap();
+        assert_eq!(index_payloads(&frames), [&b"kept"[..], b"after", b"last", b"next day"]);
+        assert_eq!(fs::metadata(&path).unwrap().len(), end);
+        assert_eq!(fs::metadata(&next).unwrap().len(), HEADER_LEN + 8 + RESERVE);
     }
 
     #[test]
