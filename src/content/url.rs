@@ -145,10 +145,18 @@ fn next_where(text: &str, from: usize, ends: bool) -> Option<usize> {
 /// Whether a run could hold a link at all: a scheme separator or a dot.
 fn may_hold_link(s: &str) -> bool {
     let b = s.as_bytes();
-    memchr::memchr(b'.', b).is_some()
-        || memchr::memchr_iter(b':', b).any(|i| b[i + 1..].starts_with(b"//"))
-        || (!s.is_ascii() && s.contains(is_dot))
+    let scheme = |i: usize| b[i + 1..].starts_with(b"//");
+    let ascii = if b.len() < MEMCHR_MIN {
+        // Most runs are words: a plain loop costs less than setting up memchr twice.
+        b.iter().enumerate().any(|(i, &c)| c == b'.' || c == b':' && scheme(i))
+    } else {
+        memchr::memchr(b'.', b).is_some() || memchr::memchr_iter(b':', b).any(scheme)
+    };
+    ascii || (!s.is_ascii() && s.contains(is_dot))
 }
+
+/// Runs shorter than this are searched byte by byte.
+const MEMCHR_MIN: usize = 32;
 
 /// Replaces links to non-allowlisted hosts in free text with `[link removed]`:
 /// `scheme://…`, `www.…` and bare domains on a known top-level domain,
@@ -161,12 +169,27 @@ pub fn redact_urls<'t>(text: &'t str, allowlist: &[String]) -> (Cow<'t, str>, u3
     if !may_hold_link(text) {
         return (Cow::Borrowed(text), 0);
     }
+    let b = text.as_bytes();
+    // ASCII text: only the runs around a dot or a colon can hold a link, so those are
+    // found, not every word. Otherwise every run is looked at (the dots of other scripts).
+    let mut hits = text.is_ascii().then(|| memchr::memchr2_iter(b'.', b':', b));
     while pos < text.len() {
         // Next candidate run: a maximal stretch of non-terminating characters.
-        let Some(run_start) = next_where(text, pos, false) else {
-            break;
+        let (run_start, run_end) = match &mut hits {
+            Some(hits) => {
+                let Some(hit) = hits.find(|&h| h >= pos) else {
+                    break;
+                };
+                let start = b[pos..hit].iter().rposition(|&c| ENDS_URL_ASCII[c as usize]).map_or(pos, |i| pos + i + 1);
+                (start, next_where(text, hit, true).unwrap_or(text.len()))
+            }
+            None => {
+                let Some(start) = next_where(text, pos, false) else {
+                    break;
+                };
+                (start, next_where(text, start, true).unwrap_or(text.len()))
+            }
         };
-        let run_end = next_where(text, run_start, true).unwrap_or(text.len());
         let run = &text[run_start..run_end];
         pos = run_end;
         if !may_hold_link(run) {
