@@ -99,10 +99,13 @@ fn redact_unicode_emails<'t>(text: &'t str, relay_domain: &str) -> (Cow<'t, str>
         let end = text[after..].find(|c: char| !is_domain(c)).map_or(text.len(), |i| after + i);
         let local = text[start..at].trim_matches('.');
         let domain = text[after..end].trim_end_matches(['.', '。']);
-        // A mail client reads `a@b.example。.x` as the address `a@b.example`:
-        // the domain ends where a label would be empty.
+        // A mail client reads `a@b.example。.x` and `a@b.example。-x` as the address
+        // `a@b.example`: the domain ends where a label would be empty or start with a hyphen.
         let is_dot = |c: char| c == '.' || c == '。';
-        let cut = domain.char_indices().zip(domain.chars().skip(1)).find(|&((_, a), b)| is_dot(a) && is_dot(b));
+        let cut = domain
+            .char_indices()
+            .zip(domain.chars().skip(1))
+            .find(|&((_, a), b)| is_dot(a) && (is_dot(b) || b == '-'));
         let domain = cut.map_or(domain, |((i, _), _)| &domain[..i]);
         let labels: Vec<&str> = domain.split(['.', '。']).collect();
         let plausible =
@@ -158,6 +161,23 @@ mod tests {
         assert_eq!((t.as_ref(), n), ("n [email removed]。.g.ezen。Sjo", 1));
         let (t, n) = emails("write to bob@gmail.com..x or 하 bob@gmail.com。。", "m.example.com");
         assert_eq!((t.as_ref(), n), ("write to [email removed]..x or 하 [email removed]。。", 2));
+    }
+
+    #[test]
+    fn an_address_ends_where_its_domain_would_have_a_label_starting_with_a_hyphen() {
+        // Found by the headers fuzz target: `。-` after the domain hid the address whole.
+        for (text, want) in [
+            ("n lo@m.ai。-.Z", "n [email removed]。-.Z"),
+            ("~%lo@mp.ai。-Sj a", "[email removed]。-Sj a"),
+            ("xxnoezemittedmpPo@m.a.ai。-2229bt: 111u", "[email removed]。-2229bt: 111u"),
+            ("하 bob@gmail.com.-x", "하 [email removed].-x"),
+            ("write to bob@gmail.com.-x", "write to [email removed].-x"),
+        ] {
+            let (t, n) = emails(text, "m.example.com");
+            assert_eq!((t.as_ref(), n), (want, 1), "{text:?}");
+        }
+        // A domain whose first label starts with a hyphen is no domain.
+        assert_eq!(emails("하 bob@-x.com", "m.example.com").1, 0);
     }
 
     #[test]
