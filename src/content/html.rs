@@ -79,15 +79,55 @@ pub(super) const INLINE: &[&str] = &[
     "u", "var", "wbr", "o:p",
 ];
 
-/// Sanitizes one HTML document. `Err` means the tokenizer gave up (ambiguous
-/// markup, memory limit): the caller falls back to plain text.
-pub fn sanitize(html: &str, p: &HtmlPolicy<'_>) -> Result<Sanitized, lol_html::errors::RewritingError> {
-    let first = pass(html, p, None)?;
-    if first.merge.is_empty() {
-        return Ok(first.out);
+/// Why the sanitizer gave a document up: the caller falls back to its text.
+#[derive(Debug)]
+pub enum GaveUp {
+    /// The tokenizer stopped (ambiguous markup, memory limit).
+    Tokenizer,
+    /// An end tag that carries more than a plain name (`</cs@shop.example>`, `</p bob@x.example>`).
+    /// Its bytes would reach the recipient, and lol_html has no handler for an end tag that
+    /// closes nothing.
+    OddEndTag,
+}
+
+impl From<lol_html::errors::RewritingError> for GaveUp {
+    fn from(_: lol_html::errors::RewritingError) -> Self {
+        GaveUp::Tokenizer
     }
-    let plan: HashMap<u32, String> = first.merge.into_iter().collect();
-    Ok(pass(html, p, Some(&plan))?.out)
+}
+
+/// Sanitizes one HTML document. `Err`: the caller falls back to plain text.
+pub fn sanitize(html: &str, p: &HtmlPolicy<'_>) -> Result<Sanitized, GaveUp> {
+    let first = pass(html, p, None)?;
+    let out = if first.merge.is_empty() {
+        first.out
+    } else {
+        let plan: HashMap<u32, String> = first.merge.into_iter().collect();
+        pass(html, p, Some(&plan))?.out
+    };
+    if has_odd_end_tag(&out.html) {
+        return Err(GaveUp::OddEndTag);
+    }
+    Ok(out)
+}
+
+/// Whether `html` has an end tag other than `</name>` with a name [`tag_name_ok`] takes
+/// (whitespace before the `>` aside). Every `</` and a letter counts, inside a tag or a
+/// `<style>` too: a false alarm costs the part its markup, nothing else.
+fn has_odd_end_tag(html: &str) -> bool {
+    let b = html.as_bytes();
+    memchr::memmem::find_iter(b, b"</").any(|i| {
+        let rest = &b[i + 2..];
+        if !rest.first().is_some_and(u8::is_ascii_alphabetic) {
+            // Not an end tag: text, or a bogus comment (comments are removed).
+            return false;
+        }
+        let name_len =
+            rest.iter().position(|&c| c.is_ascii_whitespace() || c == b'/' || c == b'>').unwrap_or(rest.len());
+        let name_ok = rest[..name_len].iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b':'));
+        let after = rest[name_len..].iter().find(|c| !c.is_ascii_whitespace());
+        !name_ok || after.is_some_and(|&c| c != b'>')
+    })
 }
 
 struct Pass {
@@ -242,6 +282,11 @@ fn element(
     in_style: &Rc<Cell<bool>>,
     notes_done: &Rc<Cell<bool>>,
 ) -> lol_html::HandlerResult {
+    if !tag_name_ok(tag) {
+        el.remove_and_keep_content();
+        changed.set(true);
+        return Ok(());
+    }
     if ALWAYS_DROPPED.contains(&tag) {
         el.remove();
         changed.set(true);
@@ -438,6 +483,11 @@ fn attributes(
     }
     let attrs: Vec<(String, String)> = el.attributes().iter().map(|a| (a.name(), a.value())).collect();
     for (name, raw) in attrs {
+        if !attribute_name_ok(&name) {
+            el.remove_attribute(&name);
+            changed.set(true);
+            continue;
+        }
         let is_link_href = name == "href" && (tag == "a" || tag == "area");
         if name.starts_with("xmlns") {
             continue;
@@ -508,6 +558,20 @@ fn attributes(
             let _ = el.set_attribute(&name, &escape_attr(&s));
         }
     }
+}
+
+/// Names as HTML mail spells them: `td`, `o:p`, `v:shape`, `data-x`, `xmlns:v`, `_moz_dirty`.
+/// What else the tokenizer reads as a name is text the markup swallowed (`<cFrom: Shop
+/// <cs@shop.example>` is an element `cfrom:` with an attribute `<cs@shop.example`): no
+/// browser shows it, but its bytes would reach the recipient, so it goes.
+fn attribute_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+}
+
+/// [`attribute_name_ok`], starting with a letter. An element with another name is
+/// removed, its content kept.
+fn tag_name_ok(tag: &str) -> bool {
+    tag.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && attribute_name_ok(tag)
 }
 
 fn resource_ok(url: &str, p: &HtmlPolicy<'_>) -> bool {

@@ -108,6 +108,52 @@ fn contact_details_in_text_and_attributes() {
 }
 
 #[test]
+fn text_the_markup_swallowed_as_names_goes() {
+    // Found by the pipeline fuzz target: a forwarded header's `<address>` read as an
+    // attribute name, an address as a tag name, a pixel's URL in a broken attribute name.
+    let (h, _) = html(
+        r#"<p>From: Shop <cFrom: Shop <cs@shop-seller.example> hi</p><cs@shop-seller.example>kept</cs@shop-seller.example><img srcM"https://open.tracker.example/o.gif" width="1"><td class="item" style="" img.tracker.example bg.png')">x</td><p data-x="1" xmlns:v="urn:x" class="a">y</p>"#,
+    );
+    assert!(!h.contains("shop-seller") && !h.contains("tracker.example"), "{h}");
+    assert!(h.contains("kept") && h.contains(">x<") && h.contains(r#"data-x="1""#), "{h}");
+    assert!(h.contains(r#"xmlns:v="urn:x""#) && h.contains(r#"width="1""#), "{h}");
+}
+
+#[test]
+fn end_tags_with_more_than_a_name_give_the_markup_up() {
+    // No handler sees an end tag that closes nothing: the part falls back to its text.
+    let cids = HashMap::new();
+    let p = HtmlPolicy {
+        remote: true,
+        links: true,
+        rules: Rules { emails: true, phones: true, links: true, relay_domain: RELAY, allowlist: &[] },
+        cids: &cids,
+        notes: None,
+    };
+    for odd in ["<p>a</cs@shop-seller.example>b</p>", "<p>a</p bob@gmail.com>", "<p>a</p\n/x>"] {
+        assert!(matches!(sanitize(odd, &p), Err(html::GaveUp::OddEndTag)), "{odd}");
+    }
+    for fine in ["<p>a</p >b</p\n>", "<p>a < /b and </ 3 and <!-- </x@y.example> --></p>", "<style>p{}</style>"] {
+        assert!(sanitize(fine, &p).is_ok(), "{fine}");
+    }
+}
+
+#[test]
+fn a_part_whose_markup_was_given_up_is_delivered_as_its_text() {
+    let policy = ContentPolicy::seller_to_buyer_default();
+    let raw =
+        "Content-Type: text/html; charset=utf-8\r\n\r\n<p>Hi</p><p>From: Shop</cs@shop-seller.example> see you</p>\r\n";
+    let at = raw.find("\r\n\r\n").unwrap();
+    let headers = vec![("Content-Type".to_string(), "text/html; charset=utf-8".to_string())];
+    let input = &raw.as_bytes()[at + 4..];
+    let out = apply(&headers, input, &policy, RELAY);
+    let Outcome::Rewritten { body, content_type, .. } = out else { panic!("{out:?}") };
+    let body = String::from_utf8(body.to_vec(input)).unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert!(!body.contains("shop-seller") && body.contains("see you"), "{body}");
+}
+
+#[test]
 fn contact_details_split_by_markup_are_seen_whole() {
     let (h, r) = html("<p>bob@<b></b>gmail.com and 010-<!-- x -->1234-<span>5678</span></p><p>2026-11-23</p>");
     assert!(!h.contains("gmail") && !h.contains("5678"), "{h}");
