@@ -128,7 +128,34 @@ fn judge(chunk: &str, allowlist: &[String], drop_content: bool) -> Verdict {
     if drop_content && folded.starts_with("content:") {
         return Verdict::Drop { loads: false };
     }
+    if bare_url(f) {
+        // A URL outside `url()` loads nothing, but names a host to whoever reads the source
+        // (`ur!('https://…')`, or markup inside an unclosed `<style>`).
+        return Verdict::Drop { loads: false };
+    }
     Verdict::Keep
+}
+
+/// Whether folded CSS has a `://` outside the argument of a `url(…)`.
+fn bare_url(f: &[u8]) -> bool {
+    let mut url_end = 0;
+    memchr::memmem::find_iter(f, b"://").any(|i| {
+        if i < url_end {
+            return false;
+        }
+        // The last `url(` before it, and whether its `)` comes after.
+        match memchr::memmem::rfind(&f[..i], b"url(") {
+            Some(u) => match memchr::memchr(b')', &f[u..]) {
+                Some(close) if u + close > i => {
+                    url_end = u + close;
+                    false
+                }
+                None => false,
+                _ => true,
+            },
+            None => true,
+        }
+    })
 }
 
 /// `url(…)` with anything but a `cid:`/`data:` image or an allowlisted URL.
@@ -154,6 +181,16 @@ mod tests {
     fn s(css: &str) -> String {
         let (out, _) = sanitize(css, &["cdn.m.example".into()], true);
         out.unwrap_or_else(|| css.to_string())
+    }
+
+    #[test]
+    fn urls_outside_url_go() {
+        // Found by the pipeline fuzz target: a broken `url(` kept its tracker's host.
+        assert_eq!(s("color:red;background-image:ur!('https://t.example/bg.png')"), "color:red;");
+        assert_eq!(s("<a href=\"https://t.example/x\">y</a>"), "");
+        // Inside url(), allowlisted, it stays.
+        assert_eq!(s("background:url(https://cdn.m.example/a.png)"), "background:url(https://cdn.m.example/a.png)");
+        assert_eq!(s("background:url('https://cdn.m.example/a.png') https://t.example"), "");
     }
 
     #[test]
