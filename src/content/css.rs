@@ -138,6 +138,9 @@ fn judge(chunk: &str, allowlist: &[String], drop_content: bool) -> Verdict {
 
 /// Whether folded CSS has a `://` outside the argument of a `url(…)`.
 fn bare_url(f: &[u8]) -> bool {
+    if memchr::memchr(b'/', f).is_none() {
+        return false;
+    }
     let mut url_end = 0;
     memchr::memmem::find_iter(f, b"://").any(|i| {
         if i < url_end {

@@ -102,10 +102,8 @@ fn redact_unicode_emails<'t>(text: &'t str, relay_domain: &str) -> (Cow<'t, str>
         // A mail client reads `a@b.example。.x` and `a@b.example。-x` as the address
         // `a@b.example`: the domain ends where a label would be empty or start with a hyphen.
         let is_dot = |c: char| c == '.' || c == '。';
-        let cut = domain
-            .char_indices()
-            .zip(domain.chars().skip(1))
-            .find(|&((_, a), b)| is_dot(a) && (is_dot(b) || b == '-'));
+        let cut =
+            domain.char_indices().zip(domain.chars().skip(1)).find(|&((_, a), b)| is_dot(a) && (is_dot(b) || b == '-'));
         let domain = cut.map_or(domain, |((i, _), _)| &domain[..i]);
         let labels: Vec<&str> = domain.split(['.', '。']).collect();
         let plausible =
