@@ -511,6 +511,17 @@ fn attributes(
                     changed.set(true);
                     continue;
                 }
+                if ok && p.rules.emails && foreign_cid(&value, p.rules.relay_domain) {
+                    // A Content-ID no part had (its part would have been renamed): the
+                    // reference loads nothing and its id names a host.
+                    changed.set(true);
+                    if name == "src" && matches!(tag, "img" | "image" | "source" | "track") {
+                        el.remove();
+                        return;
+                    }
+                    el.remove_attribute(&name);
+                    continue;
+                }
                 if ok {
                     continue;
                 }
@@ -588,6 +599,16 @@ fn renamed_cid(url: &str, p: &HtmlPolicy<'_>) -> Option<String> {
     url.get(..4).filter(|s| s.eq_ignore_ascii_case("cid:"))?;
     let old = percent_decode(&url[4..]);
     p.cids.get(old.trim()).map(|new| format!("cid:{new}"))
+}
+
+/// A `cid:` reference whose Content-ID is on another domain than the relay's.
+fn foreign_cid(url: &str, relay_domain: &str) -> bool {
+    let url = normalize(url);
+    if !url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("cid:")) {
+        return false;
+    }
+    let id = percent_decode(&url[4..]);
+    id.trim_matches(['<', '>', ' ']).rsplit_once('@').is_some_and(|(_, d)| !d.eq_ignore_ascii_case(relay_domain))
 }
 
 /// Decodes character references (`&#64;`, `&#x40;`, `&commat;` …) the way a
