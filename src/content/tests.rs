@@ -122,7 +122,9 @@ fn text_the_markup_swallowed_as_names_goes() {
 #[test]
 fn references_to_content_ids_no_part_had_go() {
     // Found by the pipeline fuzz target: Outlook's image reference, its part gone.
-    let (h, _) = html(r#"<p><img src="cid:image001.png@01DA1E2F.3A4B5C60" alt="Logo"><img src="cid:logo"><img src="cid:p1.1@m.example.com"></p>"#);
+    let (h, _) = html(
+        r#"<p><img src="cid:image001.png@01DA1E2F.3A4B5C60" alt="Logo"><img src="cid:logo"><img src="cid:p1.1@m.example.com"></p>"#,
+    );
     assert!(!h.contains("01DA1E2F") && h.contains(r#"src="cid:logo""#), "{h}");
     assert!(h.contains("cid:p1.1@m.example.com"), "{h}");
 }
