@@ -84,10 +84,11 @@ pub(super) const INLINE: &[&str] = &[
 pub enum GaveUp {
     /// The tokenizer stopped (ambiguous markup, memory limit).
     Tokenizer,
-    /// An end tag that carries more than a plain name (`</cs@shop.example>`, `</p bob@x.example>`).
-    /// Its bytes would reach the recipient, and lol_html has no handler for an end tag that
-    /// closes nothing.
-    OddEndTag,
+    /// Markup no handler sees, whose bytes would reach the recipient: an end tag that carries
+    /// more than a plain name (`</cs@shop.example>`, `</p bob@x.example>`: lol_html has no
+    /// handler for an end tag that closes nothing), or a tag the document ends inside
+    /// (`<p style="color:#3From: sales@shop.example …`, passed through as it came).
+    OddMarkup,
 }
 
 impl From<lol_html::errors::RewritingError> for GaveUp {
@@ -99,6 +100,9 @@ impl From<lol_html::errors::RewritingError> for GaveUp {
 /// Sanitizes one HTML document. `Err`: the caller falls back to plain text.
 pub fn sanitize(html: &str, p: &HtmlPolicy<'_>) -> Result<Sanitized, GaveUp> {
     let first = pass(html, p, None)?;
+    if !unseen_is_end_tags(&html[first.seen_end.min(html.len())..]) {
+        return Err(GaveUp::OddMarkup);
+    }
     let out = if first.merge.is_empty() {
         first.out
     } else {
@@ -106,9 +110,23 @@ pub fn sanitize(html: &str, p: &HtmlPolicy<'_>) -> Result<Sanitized, GaveUp> {
         pass(html, p, Some(&plan))?.out
     };
     if has_odd_end_tag(&out.html) {
-        return Err(GaveUp::OddEndTag);
+        return Err(GaveUp::OddMarkup);
     }
     Ok(out)
+}
+
+/// Whether what follows the last token a handler saw is only end tags and whitespace.
+fn unseen_is_end_tags(tail: &str) -> bool {
+    let mut rest = tail.trim_start();
+    while let Some(after) = rest.strip_prefix("</") {
+        let Some(close) = after.find('>') else { return false };
+        let name = after[..close].trim_end();
+        if !tag_name_ok(name) {
+            return false;
+        }
+        rest = after[close + 1..].trim_start();
+    }
+    rest.is_empty()
 }
 
 /// Whether `html` has an end tag other than `</name>` with a name [`tag_name_ok`] takes
@@ -132,6 +150,8 @@ fn has_odd_end_tag(html: &str) -> bool {
 
 struct Pass {
     out: Sanitized,
+    /// Where the last token a handler saw ends in the input.
+    seen_end: usize,
     /// Runs whose text must be merged: run id → merged original text.
     merge: Vec<(u32, String)>,
 }
@@ -159,6 +179,8 @@ fn pass(
     let merged_first: RefCell<HashSet<u32>> = RefCell::new(HashSet::new());
     let notes_done = Rc::new(Cell::new(p.notes.is_none()));
     let text_rules = p.rules.any();
+    let seen_end = Cell::new(0usize);
+    let seen = |at: std::ops::Range<usize>| seen_end.set(seen_end.get().max(at.end));
 
     let close_run = |run: &mut RunState, merge: &mut Vec<(u32, String)>| {
         if run.nodes >= 2 && text_rules {
@@ -176,6 +198,7 @@ fn pass(
     let mut out = Vec::with_capacity(html.len() + 256);
     let settings = Settings::new()
         .append_element_content_handler(element!("*", |el| {
+            seen(el.source_location().bytes());
             let tag = el.tag_name();
             if !INLINE.contains(&tag.as_str()) {
                 close_run(&mut run.borrow_mut(), &mut merge.borrow_mut());
@@ -183,6 +206,7 @@ fn pass(
             element(el, &tag, p, &removed, &changed, &link_depth, &in_style, &notes_done)
         }))
         .append_document_content_handler(doc_comments!(|c| {
+            seen(c.source_location().bytes());
             // Comments are invisible except to Outlook, which reads
             // conditional comments (VML with remote images). They go.
             if p.remote || text_rules {
@@ -195,6 +219,7 @@ fn pass(
             Ok(())
         }))
         .append_document_content_handler(doc_text!(|t| {
+            seen(t.source_location().bytes());
             let ty = t.text_type();
             if ty == TextType::ScriptData {
                 return Ok(());
@@ -268,7 +293,11 @@ fn pass(
     close_run(&mut run.borrow_mut(), &mut merge.borrow_mut());
     let html = String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let changed = changed.get() || p.notes.is_some();
-    Ok(Pass { out: Sanitized { html, changed, removed: removed.into_inner() }, merge: merge.into_inner() })
+    Ok(Pass {
+        out: Sanitized { html, changed, removed: removed.into_inner() },
+        seen_end: seen_end.get(),
+        merge: merge.into_inner(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -130,7 +130,7 @@ fn references_to_content_ids_no_part_had_go() {
 }
 
 #[test]
-fn end_tags_with_more_than_a_name_give_the_markup_up() {
+fn markup_no_handler_sees_gives_the_markup_up() {
     // No handler sees an end tag that closes nothing: the part falls back to its text.
     let cids = HashMap::new();
     let p = HtmlPolicy {
@@ -141,10 +141,21 @@ fn end_tags_with_more_than_a_name_give_the_markup_up() {
         notes: None,
     };
     for odd in ["<p>a</cs@shop-seller.example>b</p>", "<p>a</p bob@gmail.com>", "<p>a</p\n/x>"] {
-        assert!(matches!(sanitize(odd, &p), Err(html::GaveUp::OddEndTag)), "{odd}");
+        assert!(matches!(sanitize(odd, &p), Err(html::GaveUp::OddMarkup)), "{odd}");
     }
     for fine in ["<p>a</p >b</p\n>", "<p>a < /b and </ 3 and <!-- </x@y.example> --></p>", "<style>p{}</style>"] {
         assert!(sanitize(fine, &p).is_ok(), "{fine}");
+    }
+    // A tag the document ends inside is passed through by the tokenizer as it came.
+    for cut in [
+        "<p style=\"color:#3From: sales@shop.example\nSubject: x",
+        "<p>Hi</p><img src=\"https://t.example/o.gif\" width=\"1\" height=k.t",
+        "<p>x</p><a href='https://t.example/?u=write help@shop.example",
+    ] {
+        assert!(matches!(sanitize(cut, &p), Err(html::GaveUp::OddMarkup)), "{cut}");
+    }
+    for whole in ["<!DOCTYPE html><html><body><p>x</p></body></html>\n", "<p>x</p></div></td>  </body>"] {
+        assert!(sanitize(whole, &p).is_ok(), "{whole}");
     }
 }
 
