@@ -540,21 +540,15 @@ fn attributes(
                     changed.set(true);
                     continue;
                 }
-                if ok && p.rules.emails && foreign_cid(&value, p.rules.relay_domain) {
-                    // A Content-ID no part had (its part would have been renamed): the
-                    // reference loads nothing and its id names a host.
-                    changed.set(true);
-                    if name == "src" && matches!(tag, "img" | "image" | "source" | "track") {
-                        el.remove();
-                        return;
-                    }
-                    el.remove_attribute(&name);
+                // A Content-ID on another domain that no part had (its part's would have been
+                // renamed): the reference loads nothing, and its id names a host.
+                let dangling = ok && p.rules.emails && foreign_cid(&value, p.rules.relay_domain);
+                if ok && !dangling {
                     continue;
                 }
-                if ok {
-                    continue;
+                if !dangling {
+                    removed.borrow_mut().remote_resources += 1;
                 }
-                removed.borrow_mut().remote_resources += 1;
                 changed.set(true);
                 if name == "src" && matches!(tag, "img" | "image" | "source" | "track") {
                     el.remove();
