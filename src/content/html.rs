@@ -100,7 +100,8 @@ impl From<lol_html::errors::RewritingError> for GaveUp {
 /// Sanitizes one HTML document. `Err`: the caller falls back to plain text.
 pub fn sanitize(html: &str, p: &HtmlPolicy<'_>) -> Result<Sanitized, GaveUp> {
     let first = pass(html, p, None)?;
-    if !unseen_is_end_tags(&html[first.seen_end.min(html.len())..]) {
+    // Token ends fall on character boundaries; if one did not, the markup goes too.
+    if !html.get(first.seen_end.min(html.len())..).is_some_and(unseen_is_end_tags) {
         return Err(GaveUp::OddMarkup);
     }
     let out = if first.merge.is_empty() {
