@@ -8,7 +8,7 @@
 
 use super::Removed;
 use super::css;
-use super::text::{Rules, scrub};
+use super::text::{Rules, emails, scrub};
 use super::url::{is_allowed_web_url, is_local_image, normalize, scheme};
 use lol_html::html_content::{ContentType, Element, TextType};
 use lol_html::{HtmlRewriter, Settings, doc_comments, doc_text, element, end};
@@ -511,7 +511,24 @@ fn attributes(
     if el.attributes().is_empty() {
         return;
     }
-    let attrs: Vec<(String, String)> = el.attributes().iter().map(|a| (a.name(), a.value())).collect();
+    let all: Vec<(String, String)> = el.attributes().iter().map(|a| (a.name(), a.value())).collect();
+    // Browsers keep an attribute's first occurrence and ignore the rest (a second `style`),
+    // which would otherwise pass unread: only the first stays.
+    let mut attrs: Vec<(String, String)> = Vec::with_capacity(all.len());
+    let mut repeated: Vec<usize> = Vec::new();
+    for (name, raw) in all {
+        match attrs.iter().position(|(n, _)| *n == name) {
+            Some(k) => repeated.push(k),
+            None => attrs.push((name, raw)),
+        }
+    }
+    repeated.dedup();
+    for &k in &repeated {
+        let (name, raw) = &attrs[k];
+        el.remove_attribute(name);
+        let _ = el.set_attribute(name, raw);
+        changed.set(true);
+    }
     for (name, raw) in attrs {
         if !attribute_name_ok(&name) {
             el.remove_attribute(&name);
@@ -567,14 +584,27 @@ fn attributes(
             continue;
         }
         if name == "style" {
+            let value = decode_entities(&raw);
+            let mut new = None;
             if p.remote || p.rules.phones {
-                let value = decode_entities(&raw);
                 let (css, n) = css::sanitize(&value, p.rules.allowlist, p.rules.phones);
-                if let Some(css) = css {
+                if css.is_some() {
                     removed.borrow_mut().remote_resources += n;
-                    changed.set(true);
-                    let _ = el.set_attribute("style", &escape_attr(&css));
                 }
+                new = css;
+            }
+            if p.rules.emails {
+                // Text the markup swallowed into the value (a pasted message) is no CSS, but
+                // its addresses would reach the recipient.
+                let (t, n) = emails(new.as_deref().unwrap_or(&value), p.rules.relay_domain);
+                if n > 0 {
+                    removed.borrow_mut().emails += n;
+                    new = Some(t.into_owned());
+                }
+            }
+            if let Some(css) = new {
+                changed.set(true);
+                let _ = el.set_attribute("style", &escape_attr(&css));
             }
             continue;
         }

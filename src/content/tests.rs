@@ -120,6 +120,17 @@ fn text_the_markup_swallowed_as_names_goes() {
 }
 
 #[test]
+fn a_repeated_attribute_and_addresses_in_style_go() {
+    // Found by the pipeline fuzz target: a second `style` passed unread, and a pasted
+    // message swallowed into a `style` value kept its addresses.
+    let (h, _) = html(
+        r#"<p style="padding:1px" style="background-image:url('https://t.example/bg.png')" class="a">x</p><p style="color:#3From: sales@shop.example">y</p>"#,
+    );
+    assert!(!h.contains("t.example") && !h.contains("shop.example"), "{h}");
+    assert!(h.contains("padding:1px") && h.contains(r#"class="a""#) && h.contains("[email removed]"), "{h}");
+}
+
+#[test]
 fn references_to_content_ids_no_part_had_go() {
     // Found by the pipeline fuzz target: Outlook's image reference, its part gone.
     let (h, _) = html(
