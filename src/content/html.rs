@@ -143,7 +143,7 @@ fn has_odd_end_tag(html: &str) -> bool {
         }
         let name_len =
             rest.iter().position(|&c| c.is_ascii_whitespace() || c == b'/' || c == b'>').unwrap_or(rest.len());
-        let name_ok = rest[..name_len].iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b':'));
+        let name_ok = std::str::from_utf8(&rest[..name_len]).is_ok_and(tag_name_ok);
         let after = rest[name_len..].iter().find(|c| !c.is_ascii_whitespace());
         !name_ok || after.is_some_and(|&c| c != b'>')
     })
