@@ -11,7 +11,7 @@ use super::css;
 use super::text::{Rules, emails, scrub};
 use super::url::{is_allowed_web_url, is_local_image, normalize, scheme};
 use lol_html::html_content::{ContentType, Element, TextType};
-use lol_html::{HtmlRewriter, Settings, doc_comments, doc_text, element, end};
+use lol_html::{HtmlRewriter, Settings, doc_comments, doc_text, doctype, element, end};
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -87,7 +87,8 @@ pub enum GaveUp {
     /// Markup no handler sees, whose bytes would reach the recipient: an end tag that carries
     /// more than a plain name (`</cs@shop.example>`, `</p bob@x.example>`: lol_html has no
     /// handler for an end tag that closes nothing), or a tag the document ends inside
-    /// (`<p style="color:#3From: sales@shop.example …`, passed through as it came).
+    /// (`<p style="color:#3From: sales@shop.example …`, passed through as it came), or a
+    /// `<style>` it ends inside (the text after it read as CSS).
     OddMarkup,
 }
 
@@ -101,7 +102,8 @@ impl From<lol_html::errors::RewritingError> for GaveUp {
 pub fn sanitize(html: &str, p: &HtmlPolicy<'_>) -> Result<Sanitized, GaveUp> {
     let first = pass(html, p, None)?;
     // Token ends fall on character boundaries; if one did not, the markup goes too.
-    if !html.get(first.seen_end.min(html.len())..).is_some_and(unseen_is_end_tags) {
+    // A `<style>` never closed swallowed the rest of the document: CSS rules kept it.
+    if first.open_style || !html.get(first.seen_end.min(html.len())..).is_some_and(unseen_is_end_tags) {
         return Err(GaveUp::OddMarkup);
     }
     let out = if first.merge.is_empty() {
@@ -153,6 +155,8 @@ struct Pass {
     out: Sanitized,
     /// Where the last token a handler saw ends in the input.
     seen_end: usize,
+    /// Whether the document ended inside a `<style>` element.
+    open_style: bool,
     /// Runs whose text must be merged: run id → merged original text.
     merge: Vec<(u32, String)>,
 }
@@ -206,6 +210,16 @@ fn pass(
             }
             element(el, &tag, p, &removed, &changed, &link_depth, &in_style, &notes_done)
         }))
+        .append_document_content_handler(doctype!(|d| {
+            let at = d.source_location().bytes();
+            seen(at.clone());
+            // Its text is the sender's, and reaches the recipient as it came.
+            if (p.remote || text_rules) && !html.get(at).is_some_and(doctype_ok) {
+                d.remove();
+                changed.set(true);
+            }
+            Ok(())
+        }))
         .append_document_content_handler(doc_comments!(|c| {
             seen(c.source_location().bytes());
             // Comments are invisible except to Outlook, which reads
@@ -234,9 +248,7 @@ fn pass(
             let restore = !raw.is_empty();
             raw.push_str(t.as_str());
             if ty == TextType::RawText && in_style.get() {
-                let (css, n) = css::sanitize(&raw, p.rules.allowlist, p.rules.phones);
-                if let Some(css) = css {
-                    removed.borrow_mut().remote_resources += n;
+                if let Some(css) = style_css(&raw, p, &mut removed.borrow_mut()) {
                     changed.set(true);
                     t.replace(&css, ContentType::Html);
                 } else if restore {
@@ -297,6 +309,7 @@ fn pass(
     Ok(Pass {
         out: Sanitized { html, changed, removed: removed.into_inner() },
         seen_end: seen_end.get(),
+        open_style: in_style.get(),
         merge: merge.into_inner(),
     })
 }
@@ -584,25 +597,7 @@ fn attributes(
             continue;
         }
         if name == "style" {
-            let value = decode_entities(&raw);
-            let mut new = None;
-            if p.remote || p.rules.phones {
-                let (css, n) = css::sanitize(&value, p.rules.allowlist, p.rules.phones);
-                if css.is_some() {
-                    removed.borrow_mut().remote_resources += n;
-                }
-                new = css;
-            }
-            if p.rules.emails {
-                // Text the markup swallowed into the value (a pasted message) is no CSS, but
-                // its addresses would reach the recipient.
-                let (t, n) = emails(new.as_deref().unwrap_or(&value), p.rules.relay_domain);
-                if n > 0 {
-                    removed.borrow_mut().emails += n;
-                    new = Some(t.into_owned());
-                }
-            }
-            if let Some(css) = new {
+            if let Some(css) = style_css(&decode_entities(&raw), p, &mut removed.borrow_mut()) {
                 changed.set(true);
                 let _ = el.set_attribute("style", &escape_attr(&css));
             }
@@ -623,6 +618,55 @@ fn attributes(
             let _ = el.set_attribute(&name, &escape_attr(&s));
         }
     }
+}
+
+/// The CSS of a `style` attribute or `<style>` block, or `None` when nothing had to go:
+/// loads dropped ([`css::sanitize`]), and addresses redacted, for text the markup swallowed
+/// into it (a pasted message) is no CSS, but its addresses would reach the recipient.
+fn style_css(css: &str, p: &HtmlPolicy<'_>, removed: &mut Removed) -> Option<String> {
+    let mut new = None;
+    if p.remote || p.rules.phones {
+        let (out, n) = css::sanitize(css, p.rules.allowlist, p.rules.phones);
+        if out.is_some() {
+            removed.remote_resources += n;
+        }
+        new = out;
+    }
+    if p.rules.emails {
+        let (t, n) = emails(new.as_deref().unwrap_or(css), p.rules.relay_domain);
+        if n > 0 {
+            removed.emails += n;
+            new = Some(t.into_owned());
+        }
+    }
+    new
+}
+
+/// `<!DOCTYPE html>`, or a W3C document type (`<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0
+/// Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">`), which set
+/// the rendering mode; keywords in any case, any whitespace. Any other is removed: it names
+/// nothing a client needs, and a broken one swallows text (`<!DOCTYPEcs@shop.example>`).
+fn doctype_ok(raw: &str) -> bool {
+    let lower = raw.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_ascii_whitespace().collect();
+    let text = words.join(" ");
+    let Some(rest) = text.strip_prefix("<!doctype html").and_then(|r| r.strip_suffix('>')) else {
+        return false;
+    };
+    let rest = rest.trim_end();
+    if rest.is_empty() {
+        return true;
+    }
+    let quoted = |r: &str, prefix: &str| -> Option<usize> {
+        let body = r.strip_prefix('"')?;
+        let end = body.find('"')?;
+        let id = &body[..end];
+        (id.starts_with(prefix) && !id.contains(['@', '<', '>'])).then_some(end + 2)
+    };
+    let Some(public) = rest.strip_prefix(" public ") else { return false };
+    let Some(n) = quoted(public, "-//w3c//") else { return false };
+    let system = public[n..].trim_start();
+    system.is_empty() || quoted(system, "http://www.w3.org/").is_some_and(|m| m == system.len())
 }
 
 /// Names as HTML mail spells them: `td`, `o:p`, `v:shape`, `data-x`, `xmlns:v`, `_moz_dirty`.

@@ -168,6 +168,46 @@ fn markup_no_handler_sees_gives_the_markup_up() {
     for whole in ["<!DOCTYPE html><html><body><p>x</p></body></html>\n", "<p>x</p></div></td>  </body>"] {
         assert!(sanitize(whole, &p).is_ok(), "{whole}");
     }
+    // Found by the pipeline fuzz target: a `<style>` never closed reads the rest of the
+    // document (a pasted message) as CSS.
+    let open = "<p>x</p><style>p{margin:0; font-sizFrom: Shop <cs@shop-seller.example>\r\nSubject: 010-1234-5678";
+    assert!(matches!(sanitize(open, &p), Err(html::GaveUp::OddMarkup)), "{open}");
+    assert!(sanitize("<style>p{}</style><p>x</p>", &p).is_ok());
+}
+
+#[test]
+fn addresses_in_style_blocks_go() {
+    // Found by the pipeline fuzz target: a pasted message inside a closed `<style>`.
+    let (h, r) = html("<style>p{font-family:\"lee@shop-seller.example\"}</style><p>x</p>");
+    assert!(!h.contains("shop-seller"), "{h}");
+    assert!(h.contains("<style>") && h.contains("</style><p>x</p>"), "{h}");
+    assert_eq!(r.emails, 1);
+    // At-rules are no addresses.
+    let css = "<style>@media screen{p{color:red}}</style>";
+    assert_eq!(html(css).0, css);
+}
+
+#[test]
+fn only_html_and_w3c_doctypes_stay() {
+    for kept in [
+        "<!DOCTYPE html><p>x</p>",
+        "<!doctype HTML ><p>x</p>",
+        "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\" \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\"><p>x</p>",
+        "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"><p>x</p>",
+    ] {
+        assert_eq!(html(kept).0, kept);
+    }
+    // Found by the pipeline fuzz target: a doctype that swallowed a pasted address.
+    for dropped in [
+        "<!DOCTYPEmarketing@shop-seller.example><p>x</p>",
+        "<!DOCTYPE html PUBLIC \"-//W3C//DTD X//EN\" \"http://www.w3.org/x\" bob@gmail.com><p>x</p>",
+        "<!DOCTYPE html SYSTEM \"https://t.example/track.dtd\"><p>x</p>",
+        "<!DOCTYPE html PUBLIC \"-//W3C//bob@gmail.com\"><p>x</p>",
+    ] {
+        let (h, _, changed) = html_with(dropped, &[], None);
+        assert_eq!(h, "<p>x</p>", "{dropped}");
+        assert!(changed);
+    }
 }
 
 #[test]
