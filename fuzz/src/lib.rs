@@ -106,8 +106,9 @@ pub fn remote_urls(text: &str) -> Vec<String> {
     found
 }
 
-/// HTML without the values of `xmlns` attributes: namespace names are URLs
-/// that nothing loads, and the content policy keeps them.
+/// HTML with the URLs of `xmlns` attribute values defused (`://` → `:__`):
+/// namespace names are URLs that nothing loads, and the content policy keeps
+/// them; the rest of the value (an address) is still judged.
 pub fn without_namespaces(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
@@ -125,7 +126,8 @@ pub fn without_namespaces(html: &str) -> String {
             Some(q @ ('"' | '\'')) => value[1..].find(q).map_or(value.len(), |j| j + 2),
             _ => value.find(|c: char| c.is_whitespace() || c == '>').unwrap_or(value.len()),
         };
-        out.push_str("=\"\"");
+        out.push('=');
+        out.push_str(&value[..end].replace("://", ":__"));
         rest = &value[end..];
     }
     out.push_str(rest);

@@ -550,6 +550,17 @@ fn attributes(
         }
         let is_link_href = name == "href" && (tag == "a" || tag == "area");
         if name.starts_with("xmlns") {
+            // A namespace name is a URI nothing loads, so the link rules leave it, but it is the
+            // sender's text: addresses in it go.
+            if p.rules.emails {
+                let value = decode_entities(&raw);
+                let (t, n) = emails(&value, p.rules.relay_domain);
+                if n > 0 {
+                    removed.borrow_mut().emails += n;
+                    changed.set(true);
+                    let _ = el.set_attribute(&name, &escape_attr(&t));
+                }
+            }
             continue;
         }
         if name.starts_with("on") {

@@ -117,6 +117,11 @@ fn text_the_markup_swallowed_as_names_goes() {
     assert!(!h.contains("shop-seller") && !h.contains("tracker.example"), "{h}");
     assert!(h.contains("kept") && h.contains(">x<") && h.contains(r#"data-x="1""#), "{h}");
     assert!(h.contains(r#"xmlns:v="urn:x""#) && h.contains(r#"width="1""#), "{h}");
+    // A namespace name keeps its URL, not an address.
+    let (h, r) =
+        html(r#"<html xmlns="http://www.w3.org/1999/xhtml" xmlns:o="urn:cs@shop-seller.example"><p>x</p></html>"#);
+    assert!(h.contains(r#"xmlns="http://www.w3.org/1999/xhtml""#) && !h.contains("shop-seller"), "{h}");
+    assert_eq!(r.emails, 1);
 }
 
 #[test]
