@@ -449,7 +449,7 @@ enum Unwrap {
 
 /// Why a link must go, if it must.
 fn link_verdict(href: &str, p: &HtmlPolicy<'_>) -> Option<Unwrap> {
-    if href.is_empty() || href.starts_with('#') {
+    if href.is_empty() || plain_fragment(href) {
         return None;
     }
     let scheme = scheme(href);
@@ -599,7 +599,7 @@ fn attributes(
                 el.remove_attribute(&name);
                 continue;
             }
-            if value.trim().starts_with('#') || resource_ok(&value, p) && name != "ping" {
+            if plain_fragment(value.trim()) || resource_ok(&value, p) && name != "ping" {
                 continue;
             }
             el.remove_attribute(&name);
@@ -685,7 +685,15 @@ fn doctype_ok(raw: &str) -> bool {
 /// <cs@shop.example>` is an element `cfrom:` with an attribute `<cs@shop.example`): no
 /// browser shows it, but its bytes would reach the recipient, so it goes.
 fn attribute_name_ok(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+    // A colon only between a prefix and a name: `https:` and `/` and `click` spell a URL.
+    name.split(':').all(|part| !part.is_empty())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+}
+
+/// `#name`, a link within the document: it goes nowhere, so it stays. Anything else after
+/// the `#` (`#D"https://t.example/…`, an unquoted value the markup broke) is judged as a URL.
+fn plain_fragment(href: &str) -> bool {
+    href.strip_prefix('#').is_some_and(|id| id.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
 }
 
 /// [`attribute_name_ok`], starting with a letter. An element with another name is
