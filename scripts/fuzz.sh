@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../fuzz"
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # No sanitizer: the code under test is safe Rust, and ASan halves exec/s.
-cargo fuzz build -s none
+cargo fuzz build -O -s none
 host=$(rustc -vV | sed -n 's/^host: //p')
 status=0
 for target in $(cargo fuzz list); do
@@ -20,7 +20,7 @@ for target in $(cargo fuzz list); do
     log="work/$target.log"
     before=$(ls "artifacts/$target" | wc -l)
     # One job in a forked child: a finding is saved and the run goes on.
-    cargo fuzz run -s none "$target" "work/$target" "corpus/$target" -- \
+    cargo fuzz run -O -s none "$target" "work/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
         -rss_limit_mb=2048 -max_len=262144 -timeout=30 >"$log" 2>&1 || true
     # The final status line: "#EXECS: cov: C ft: F corp: N exec/s: R oom/timeout/crash: o/t/c time: Ts".
