@@ -552,14 +552,9 @@ fn attributes(
         if name.starts_with("xmlns") {
             // A namespace name is a URI nothing loads, so the link rules leave it, but it is the
             // sender's text: addresses in it go.
-            if p.rules.emails {
-                let value = decode_entities(&raw);
-                let (t, n) = emails(&value, p.rules.relay_domain);
-                if n > 0 {
-                    removed.borrow_mut().emails += n;
-                    changed.set(true);
-                    let _ = el.set_attribute(&name, &escape_attr(&t));
-                }
+            if let Some(t) = without_addresses(&decode_entities(&raw), p, &mut removed.borrow_mut()) {
+                changed.set(true);
+                let _ = el.set_attribute(&name, &escape_attr(&t));
             }
             continue;
         }
@@ -643,14 +638,17 @@ fn style_css(css: &str, p: &HtmlPolicy<'_>, removed: &mut Removed) -> Option<Str
         }
         new = out;
     }
-    if p.rules.emails {
-        let (t, n) = emails(new.as_deref().unwrap_or(css), p.rules.relay_domain);
-        if n > 0 {
-            removed.emails += n;
-            new = Some(t.into_owned());
-        }
+    without_addresses(new.as_deref().unwrap_or(css), p, removed).or(new)
+}
+
+/// `text` with its addresses redacted, when the policy redacts them and it has any.
+fn without_addresses(text: &str, p: &HtmlPolicy<'_>, removed: &mut Removed) -> Option<String> {
+    if !p.rules.emails {
+        return None;
     }
-    new
+    let (t, n) = emails(text, p.rules.relay_domain);
+    removed.emails += n;
+    (n > 0).then(|| t.into_owned())
 }
 
 /// `<!DOCTYPE html>`, or a W3C document type (`<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0
