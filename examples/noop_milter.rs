@@ -17,7 +17,7 @@
 //! changed, the recipient deleted and added, the body replaced by itself plus a 700-byte
 //! footer), all to the values the message already has, so the envelope stays as it was.
 
-use indymilter::{Actions, Callbacks, Context, ContextActions, EomContext, NegotiateContext, ProtoOpts, Status};
+use indymilter::{Callbacks, Context, ContextActions, EomContext, NegotiateContext, ProtoOpts, Status};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
@@ -67,13 +67,7 @@ fn callbacks() -> Callbacks<Seen> {
     Callbacks::new()
         .on_negotiate(|cx: &mut NegotiateContext<Seen>, actions, opts| {
             Box::pin(async move {
-                cx.requested_actions |= actions
-                    & (Actions::CHANGE_SENDER
-                        | Actions::ADD_RCPT
-                        | Actions::DELETE_RCPT
-                        | Actions::ADD_HEADER
-                        | Actions::CHANGE_HEADER
-                        | Actions::REPLACE_BODY);
+                cx.requested_actions |= actions & bsm_milter::milter::ACTIONS;
                 cx.requested_opts |= opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY);
                 Status::Continue
             })

