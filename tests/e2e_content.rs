@@ -117,6 +117,30 @@ fn an_attachment_over_10_mb_is_removed_with_a_note() {
     assert!(text.contains("See attached.") && text.contains("big.txt"), "{text}");
 }
 
+/// A message that is nothing but a forbidden attachment arrives as the note alone: its
+/// top-level headers no longer describe the file (DESIGN §3).
+#[test]
+fn a_message_that_is_one_forbidden_attachment_arrives_as_the_note() {
+    let w = World::start();
+    let msg = format!(
+        "From: {SELLER}\r\nTo: {}\r\nSubject: installer\r\nMIME-Version: 1.0\r\n\
+         Content-Type: application/x-msdownload; name=\"setup.exe\"\r\n\
+         Content-Disposition: attachment; filename=\"setup.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+        w.s1b1
+    );
+    let (_, _, data) = send(w.port(), SELLER, &[&w.s1b1], msg.as_bytes());
+    assert_eq!(data.unwrap().code, 250);
+    let got = w.postfix.wait_delivered(1, WAIT).remove(0);
+    let parsed = MessageParser::new().parse(&got.raw).unwrap();
+    let ct = parsed.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("plain")), "{}", String::from_utf8_lossy(&got.raw));
+    assert!(parsed.content_disposition().is_none() && parsed.attachments().next().is_none());
+    let text = parsed.body_text(0).unwrap();
+    assert!(text.contains("[Attachment removed: \"setup.exe\""), "{text}");
+    assert!(!String::from_utf8_lossy(&got.raw).contains("TVqQ"));
+}
+
 /// A buyer's message is rebuilt for its footer; a large attachment in it goes
 /// to Postfix as a span of the received body (not a copy) and arrives intact.
 #[test]

@@ -37,10 +37,7 @@
 //! - **refused** with `552 5.3.4` — a message over 50 MiB ([`MAX_MESSAGE_BYTES`]);
 //! - **refused** with `554 5.6.0` — MIME nesting deeper than 20 ([`MAX_DEPTH`]),
 //!   more than 1000 parts ([`MAX_PARTS`]), encrypted content
-//!   (`multipart/encrypted`, `application/pkcs7-mime`: it cannot be checked), and
-//!   a message whose top-level part is itself an attachment that would have to be
-//!   removed or renamed (the milter can only replace the top-level
-//!   `Content-Type` and `Content-Transfer-Encoding`);
+//!   (`multipart/encrypted`, `application/pkcs7-mime`: it cannot be checked);
 //! - **sanitized conservatively** — a message is *rebuilt* from what was checked
 //!   (never passed through unchanged) when a text part has an unknown charset, a
 //!   broken or unknown transfer encoding, a multipart with a missing boundary

@@ -335,14 +335,43 @@ fn oversized_deep_and_encrypted_messages_are_refused() {
 }
 
 #[test]
-fn a_message_that_is_one_bad_attachment_is_refused() {
+fn a_message_that_is_one_bad_attachment_becomes_the_note() {
     let h = vec![
         ("Content-Type".into(), "application/x-msdownload; name=\"setup.exe\"".into()),
         ("Content-Disposition".into(), "attachment; filename=\"setup.exe\"".into()),
         ("Content-Transfer-Encoding".into(), "base64".into()),
     ];
-    let r = apply(&h, b"TVqQAAMAAAAEAAAA\r\n", &ContentPolicy::seller_to_buyer_default(), RELAY);
-    assert!(matches!(r, Outcome::Refuse { code: "554", xcode: "5.6.0", .. }), "{r:?}");
+    let input = b"TVqQAAMAAAAEAAAA\r\n";
+    let r = apply(&h, input, &ContentPolicy::seller_to_buyer_default(), RELAY);
+    let Outcome::Rewritten { body, content_type, content_transfer_encoding, content_disposition, removed } = r else {
+        panic!("{r:?}")
+    };
+    let body = String::from_utf8(body.to_vec(input)).unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert_eq!(content_disposition, None, "the message must no longer read as the attachment");
+    assert_ne!(content_transfer_encoding.as_deref(), Some("base64"));
+    assert!(body.starts_with("[Attachment removed: \"setup.exe\" ("), "{body}");
+    assert!(!body.contains("TVqQ"), "{body}");
+    assert_eq!(removed.attachments, 1);
+}
+
+#[test]
+fn a_message_that_is_one_allowed_attachment_gets_its_name_cleaned() {
+    let h = vec![
+        ("Content-Type".into(), "application/pdf; name=\"call 010-1234-5678.pdf\"".into()),
+        ("Content-Disposition".into(), "attachment; filename=\"call 010-1234-5678.pdf\"".into()),
+        ("Content-Transfer-Encoding".into(), "base64".into()),
+    ];
+    let input = b"JVBERi0xLjQK\r\n";
+    let r = apply(&h, input, &ContentPolicy::seller_to_buyer_default(), RELAY);
+    let Outcome::Rewritten { body, content_type, content_disposition, .. } = r else { panic!("{r:?}") };
+    let body = String::from_utf8(body.to_vec(input)).unwrap();
+    let disposition = content_disposition.unwrap_or_default();
+    for header in [&content_type, &disposition] {
+        assert!(!header.contains("1234") && header.contains("[phone removed]"), "{header}");
+    }
+    assert!(content_type.starts_with("application/pdf") && disposition.starts_with("attachment"), "{content_type}");
+    assert_eq!(body.trim_end(), "JVBERi0xLjQK");
 }
 
 #[test]
@@ -454,4 +483,30 @@ fn an_address_or_link_in_mime_parameters_makes_the_message_rebuilt() {
     let body = format!("--{b}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n--{b}--\r\n");
     let h = ct(&format!("multipart/mixed; boundary=\"{b}\""));
     assert_eq!(apply(&h, body.as_bytes(), &p, RELAY), Outcome::Unchanged);
+}
+
+#[test]
+fn an_attachment_name_with_an_address_is_cleaned_even_when_nothing_else_changes() {
+    let p = ContentPolicy::seller_to_buyer_default();
+    let multipart = "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n\
+                     --b\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                     Content-Disposition: attachment; filename=\"bob@gmail.com.txt\"\r\n\r\nhello\r\n--b--\r\n";
+    let top_level = "hello\r\n";
+    let cases = [
+        (ct("multipart/mixed; boundary=\"b\""), multipart),
+        (ct("text/plain; charset=utf-8; name=\"=?utf-8?B?Ym9iQGdtYWlsLmNvbS50eHQ=?=\""), top_level),
+    ];
+    for (headers, body) in cases {
+        let r = apply(&headers, body.as_bytes(), &p, RELAY);
+        let Outcome::Rewritten { body: out, content_type, content_disposition, .. } = r else {
+            panic!("{r:?} for {body:?}")
+        };
+        let all = format!(
+            "{content_type}\n{}\n{}",
+            content_disposition.unwrap_or_default(),
+            String::from_utf8(out.to_vec(body.as_bytes())).unwrap()
+        );
+        assert!(!all.contains("gmail") && !all.contains("Ym9iQGdtYWls"), "{all}");
+        assert!(all.contains("hello"), "{all}");
+    }
 }

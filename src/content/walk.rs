@@ -377,47 +377,29 @@ impl<'p> Walker<'p> {
                 if body_type && !is_attachment_like(part) {
                     Decision::Body
                 } else {
-                    self.attachment(msg, part, &ty, &sub, id)?
+                    self.attachment(msg, part, &ty, &sub)
                 }
             }
             PartType::Binary(_) | PartType::InlineBinary(_) => {
                 if part.is_encoding_problem {
                     self.force = true;
                 }
-                self.attachment(msg, part, &ty, &sub, id)?
+                self.attachment(msg, part, &ty, &sub)
             }
         };
         self.decisions[id] = Some(decision);
         Ok(())
     }
 
-    fn attachment(
-        &mut self,
-        msg: &Message<'_>,
-        part: &MessagePart<'_>,
-        ty: &str,
-        sub: &str,
-        id: usize,
-    ) -> Result<Decision, Refusal> {
+    /// A part sent as a file (the whole message, too: its top-level headers are
+    /// replaced by the rebuilt part's, so a removed one leaves only the note).
+    fn attachment(&mut self, msg: &Message<'_>, part: &MessagePart<'_>, ty: &str, sub: &str) -> Decision {
         let names = names(part);
         let verdict = if self.policy.filter_attachments {
             attachment::judge(&names, &format!("{ty}/{sub}"), part.contents(), self.policy.max_attachment_bytes)
         } else {
             Ok(())
         };
-        if id == 0 {
-            // The whole message is this attachment: only its top-level headers
-            // could carry a new name, and the milter does not rewrite them.
-            let renamed = names.iter().any(|n| self.clean_name(n).as_str() != *n);
-            if let Err(reason) = &verdict {
-                return Err(Refusal(format!("The message is a single attachment that is not allowed ({reason})")));
-            }
-            if renamed {
-                return Err(Refusal(
-                    "The message is a single attachment whose file name contains contact details or links".into(),
-                ));
-            }
-        }
         match verdict {
             Ok(()) => {
                 if self.policy.filter_attachments
@@ -426,11 +408,11 @@ impl<'p> Walker<'p> {
                 {
                     self.force = true;
                 }
-                Ok(Decision::Keep)
+                Decision::Keep
             }
             Err(reason) => {
                 self.drop_part(names.first().copied(), &format!("{ty}/{sub}"), &reason.to_string());
-                Ok(Decision::Drop)
+                Decision::Drop
             }
         }
     }
@@ -659,10 +641,8 @@ impl<'p> Walker<'p> {
             PartType::Binary(data) | PartType::InlineBinary(data) => {
                 let raw = raw_body(msg, part);
                 let base64 = part.encoding == Encoding::Base64 && valid_base64(raw);
+                // A rename is counted by `disposition`, which reads the same name.
                 let name = names(part).first().map(|n| self.clean_name(n));
-                if name.as_deref() != names(part).first().copied() {
-                    self.changes += 1;
-                }
                 Node::Binary {
                     ctype: format!("{ty}/{sub}"),
                     data: if base64 { Cow::Borrowed(trim_crlf(raw)) } else { Cow::Borrowed(data.as_ref()) },
@@ -741,7 +721,12 @@ impl<'p> Walker<'p> {
             None if name.is_some() => "attachment",
             None => return None,
         };
-        Some((kind.to_string(), name.map(|n| self.clean_name(n))))
+        let clean = name.map(|n| self.clean_name(n));
+        if clean.as_deref() != name {
+            // Only a rebuilt part (or top-level header) carries the clean name.
+            self.changes += 1;
+        }
+        Some((kind.to_string(), clean))
     }
 }
 
