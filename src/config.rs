@@ -135,14 +135,14 @@ pub struct ContentConfig {
     /// Largest attachment kept, decoded bytes.
     #[serde(default = "default_max_attachment_bytes")]
     pub max_attachment_bytes: u64,
-    #[serde(default = "DirectionRules::seller_to_buyer")]
+    /// A table that sets some keys keeps its direction's defaults for the rest.
+    #[serde(default = "DirectionRules::seller_to_buyer", deserialize_with = "DirectionRules::seller_to_buyer_with")]
     pub seller_to_buyer: DirectionRules,
-    #[serde(default = "DirectionRules::buyer_to_seller")]
+    #[serde(default = "DirectionRules::buyer_to_seller", deserialize_with = "DirectionRules::buyer_to_seller_with")]
     pub buyer_to_seller: DirectionRules,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DirectionRules {
     pub remove_remote_content: bool,
     pub unwrap_external_links: bool,
@@ -150,7 +150,34 @@ pub struct DirectionRules {
     pub filter_attachments: bool,
 }
 
+/// A `[content.<direction>]` table as written: the keys it leaves out take the direction's defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectionTable {
+    remove_remote_content: Option<bool>,
+    unwrap_external_links: Option<bool>,
+    redact_contact_details: Option<bool>,
+    filter_attachments: Option<bool>,
+}
+
+impl DirectionTable {
+    fn over(self, d: DirectionRules) -> DirectionRules {
+        DirectionRules {
+            remove_remote_content: self.remove_remote_content.unwrap_or(d.remove_remote_content),
+            unwrap_external_links: self.unwrap_external_links.unwrap_or(d.unwrap_external_links),
+            redact_contact_details: self.redact_contact_details.unwrap_or(d.redact_contact_details),
+            filter_attachments: self.filter_attachments.unwrap_or(d.filter_attachments),
+        }
+    }
+}
+
 impl DirectionRules {
+    fn seller_to_buyer_with<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DirectionTable::deserialize(d).map(|t| t.over(Self::seller_to_buyer()))
+    }
+    fn buyer_to_seller_with<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DirectionTable::deserialize(d).map(|t| t.over(Self::buyer_to_seller()))
+    }
     fn seller_to_buyer() -> Self {
         DirectionRules {
             remove_remote_content: true,
@@ -595,6 +622,23 @@ mod tests {
         assert_eq!(c.milter.socket, Socket::Unix("/run/bsm-milter/milter.sock".into()));
         assert_eq!(c.policy.daily_limit_base, 600);
         assert_eq!(c.policy.critical_markers, ["[Important]", "[중요]", "[重要]"]);
+    }
+
+    #[test]
+    fn a_direction_table_keeps_the_defaults_it_does_not_set() {
+        let c = Config::parse(
+            "[relay]\ndomain = \"m.example.com\"\n[content.seller_to_buyer]\nunwrap_external_links = false\n\
+             [content.buyer_to_seller]\nfilter_attachments = true\n",
+        )
+        .unwrap();
+        let (s2b, b2s) = (&c.content.seller_to_buyer, &c.content.buyer_to_seller);
+        assert_eq!(DirectionRules { unwrap_external_links: true, ..s2b.clone() }, DirectionRules::seller_to_buyer());
+        assert!(!s2b.unwrap_external_links);
+        assert_eq!(DirectionRules { filter_attachments: false, ..b2s.clone() }, DirectionRules::buyer_to_seller());
+        assert!(b2s.filter_attachments);
+        let e = Config::parse("[relay]\ndomain = \"m.example.com\"\n[content.buyer_to_seller]\nfilter = true\n")
+            .unwrap_err();
+        assert!(e.contains("filter") && e.contains("line 4"), "{e}");
     }
 
     #[test]
