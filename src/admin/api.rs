@@ -391,7 +391,31 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/metrics", get(messages::response_metrics))
         .route("/metrics", get(prometheus))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// axum's own refusals (a wrong method, a path segment that is not UTF-8, a body over
+/// its limit) come as plain text or empty: they are given the API's `{"error": ...}` shape,
+/// headers such as `Allow` kept.
+async fn json_errors(resp: Response) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let status = resp.status();
+    let json = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("request refused").to_ascii_lowercase()
+    } else {
+        text
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(CONTENT_TYPE);
+    (parts, ApiError(status, message)).into_response()
 }
 
 pub async fn serve(
