@@ -122,7 +122,7 @@ impl Relay {
                 rewrite: Rewrite::default(),
                 summary: "passed through (no relay recipient)".into(),
             }),
-            Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), msg),
+            Target::Bounce { to, seller, buyer } => self.bounce(*to, seller, buyer.as_deref(), &parsed, msg),
             Target::Command { .. } if !matches!(msg.auth, None | Some(auth::Verdict::Pass { .. })) => {
                 Ok(auth_refusal(msg.auth))
             }
@@ -140,7 +140,7 @@ impl Relay {
                 })
             }
             Target::Conversation { from, seller, buyer } if parsed.is_report => {
-                self.bounce(from.other(), seller, Some(buyer), msg)
+                self.bounce(from.other(), seller, Some(buyer), &parsed, msg)
             }
             Target::Conversation { from, seller, buyer } => {
                 let Some((seller, Some(buyer))) = self.parties(seller, Some(buyer))? else {
@@ -458,7 +458,14 @@ impl Relay {
         Ok(delivered)
     }
 
-    fn bounce(&self, to: Party, seller: &str, buyer: Option<&str>, msg: &Incoming<'_>) -> Result<Verdict, StoreError> {
+    fn bounce(
+        &self,
+        to: Party,
+        seller: &str,
+        buyer: Option<&str>,
+        parsed: &headers::Parsed,
+        msg: &Incoming<'_>,
+    ) -> Result<Verdict, StoreError> {
         let Some((seller, buyer)) = self.parties(seller, buyer)? else {
             return Ok(refuse(Refusal::UnknownRecipient, "bounce to removed party"));
         };
@@ -467,8 +474,10 @@ impl Relay {
             _ => (&seller.service_address, Some(seller.name.as_str())),
         };
         let message_id = crate::alias::mint_message_id(self.config.relay.domain.as_str());
+        let kind = notice::Kind::of(msg.headers, parsed.is_report, &parsed.from);
         let built = notice::build(&notice::Notice {
             to,
+            kind,
             recipient,
             recipient_name: name,
             relay_name: &self.config.relay.notice_name,
@@ -484,7 +493,11 @@ impl Relay {
             Party::Seller => format!("seller {}", seller.id),
             Party::Buyer => format!("buyer {}", buyer.map_or_else(String::new, |b| b.id)),
         };
-        Ok(Verdict::Deliver { rewrite, summary: format!("delivery report replaced by a notice to {whom}") })
+        let what = match kind {
+            notice::Kind::Returned => "delivery report",
+            notice::Kind::Automatic => "automatic message (null sender, not a report)",
+        };
+        Ok(Verdict::Deliver { rewrite, summary: format!("{what} replaced by a notice to {whom}") })
     }
 }
 

@@ -312,6 +312,38 @@ async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
     d.stop().await;
 }
 
+/// An out-of-office reply sent with a null sender (RFC 3834) is not a report: the buyer
+/// is not told the message was returned, only that an automatic message came back.
+#[tokio::test]
+async fn a_null_sender_auto_reply_is_not_called_a_returned_message() {
+    let d = TestDaemon::start().await;
+    let p = d.parties().await;
+    let mut conn = open(&d).await;
+    conn.mail(["<>"]).await.unwrap();
+    assert_eq!(conn.rcpt([b(&p.s1b1)]).await.unwrap(), Status::Continue);
+    send_headers(
+        &mut conn,
+        &[
+            ("From", "Shop One <cs@shop1.example>"),
+            ("Subject", "Out of office: Order question"),
+            ("Auto-Submitted", "auto-replied"),
+        ],
+    )
+    .await;
+    conn.body("I am away until Monday. Call me on 010-1234-5678.\r\n").await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert!(actions.has_add_recipient("<bob@buyer.example>", any()));
+    assert_eq!(
+        header_value(&actions.actions, "Subject").as_deref(),
+        Some("Automatic message about your message to the seller")
+    );
+    let text: String = actions.actions.iter().map(|a| format!("{a:?}")).collect();
+    assert!(!text.contains("shop1.example") && !text.contains("010-1234"), "{text}");
+    conn.close().await.unwrap();
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn oversized_messages_are_refused_with_552_and_not_kept() {
     let d = TestDaemon::start_with(
