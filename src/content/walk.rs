@@ -641,8 +641,8 @@ impl<'p> Walker<'p> {
             PartType::Binary(data) | PartType::InlineBinary(data) => {
                 let raw = raw_body(msg, part);
                 let base64 = part.encoding == Encoding::Base64 && valid_base64(raw);
-                // A rename is counted by `disposition`, which reads the same name.
-                let name = names(part).first().map(|n| self.clean_name(n));
+                // The name `disposition` cleaned (and counted, if it changed).
+                let name = disposition.as_ref().and_then(|(_, n)| n.clone());
                 Node::Binary {
                     ctype: format!("{ty}/{sub}"),
                     data: if base64 { Cow::Borrowed(trim_crlf(raw)) } else { Cow::Borrowed(data.as_ref()) },
