@@ -510,3 +510,63 @@ fn an_attachment_name_with_an_address_is_cleaned_even_when_nothing_else_changes(
         assert!(all.contains("hello"), "{all}");
     }
 }
+
+/// Text that came unencoded and that the policy leaves alone goes out byte
+/// for byte, the footer after it, not encoded again; text that came encoded,
+/// or in lines SMTP would not carry as they are, is encoded as before.
+#[test]
+fn unchanged_unencoded_text_keeps_its_bytes_and_gets_the_footer_after_them() {
+    let extras = Extras {
+        footer: Some(Footer { token: "t".repeat(24), relay_domain: RELAY.into(), relay_name: "Relay".into() }),
+        strip_footer: false,
+    };
+    let policy = ContentPolicy::buyer_to_seller_default();
+    let footed = |headers: &[(String, String)], body: &[u8]| {
+        let Outcome::Rewritten { body: out, content_type, content_transfer_encoding, .. } =
+            apply_with(headers, body, &policy, RELAY, &extras)
+        else {
+            panic!("not rewritten")
+        };
+        let out = out.to_vec(body);
+        let full = [
+            format!("Content-Type: {content_type}\r\n").as_bytes(),
+            match &content_transfer_encoding {
+                Some(c) => format!("Content-Transfer-Encoding: {c}\r\n").into_bytes(),
+                None => Vec::new(),
+            }
+            .as_slice(),
+            b"\r\n",
+            &out,
+        ]
+        .concat();
+        let text = mail_parser::MessageParser::new().parse(&full).unwrap().body_text(0).unwrap().into_owned();
+        (out, content_transfer_encoding, text)
+    };
+    // Lines of 80 bytes: the writer alone would have chosen quoted-printable.
+    let line = "The parcel for order 114-1234567-1234567 has not arrived yet, could you check it";
+    let body = format!("{line}\r\n{line}\r\n\r\n-- \r\nBob\r\n");
+    let (out, cte, text) = footed(&ct("text/plain; charset=utf-8"), body.as_bytes());
+    assert_eq!(cte.as_deref(), Some("7bit"));
+    assert!(out.starts_with(body.as_bytes()), "{}", String::from_utf8_lossy(&out));
+    assert!(text.starts_with(&body) && text.contains("no-response-needed+"), "{text}");
+
+    // UTF-8 without a transfer encoding: 8bit, the same bytes.
+    let body = "주문하신 상품이 아직 도착하지 않았습니다. 확인 부탁드립니다.\r\n";
+    let (out, cte, text) = footed(&ct("text/plain; charset=utf-8"), body.as_bytes());
+    assert_eq!(cte.as_deref(), Some("8bit"));
+    assert!(out.starts_with(body.as_bytes()) && text.starts_with(body));
+
+    // Encoded, bare line feeds, or a line over 998 bytes: encoded again, read the same.
+    let mut qp = ct("text/plain; charset=utf-8");
+    qp.push(("Content-Transfer-Encoding".into(), "quoted-printable".into()));
+    let long = format!("{}\r\n", "x".repeat(1200));
+    for (headers, body, reads) in [
+        (&qp, "caf=C3=A9 au lait\r\n", "café au lait\r\n"),
+        (&ct("text/plain"), "one\ntwo\n", "one\r\ntwo\r\n"),
+        (&ct("text/plain"), long.as_str(), long.as_str()),
+    ] {
+        let (_, cte, text) = footed(headers, body.as_bytes());
+        assert_ne!(cte.as_deref(), Some("7bit"), "{body:?}");
+        assert!(text.starts_with(reads), "{body:?}: {text:?}");
+    }
+}

@@ -38,6 +38,9 @@ enum Node<'x> {
         text: Cow<'x, str>,
         disposition: Option<(String, Option<String>)>,
         cid: Option<String>,
+        /// Written as it is with this transfer encoding (`7bit` or `8bit`),
+        /// not encoded again: see [`verbatim`].
+        verbatim: Option<&'static str>,
     },
     Binary {
         ctype: String,
@@ -281,6 +284,7 @@ impl<'p> Walker<'p> {
                 text: Cow::Owned(text.clone()),
                 disposition: None,
                 cid: None,
+                verbatim: None,
             }));
         }
         self.decisions = vec![None; msg.parts.len()];
@@ -302,6 +306,7 @@ impl<'p> Walker<'p> {
                 text: Cow::Owned(self.appendix_text()),
                 disposition: None,
                 cid: None,
+                verbatim: None,
             };
             root = match root {
                 Node::Dropped => note,
@@ -600,11 +605,13 @@ impl<'p> Walker<'p> {
                 };
                 let text = self.strip_owned(text);
                 let mut text = self.scrub_owned(text);
+                let unchanged = !flowed && matches!(text, Cow::Borrowed(_)) && verbatim(raw_body(msg, part), t);
                 if main_text && self.has_appendix() {
                     text = self.append_text(text);
                 }
+                let verbatim = unchanged.then(|| if text.is_ascii() { "7bit" } else { "8bit" });
                 let subtype = if ty == "text" { sub.to_string() } else { "plain".into() };
-                Node::Text { subtype, text, disposition, cid }
+                Node::Text { subtype, text, disposition, cid, verbatim }
             }
             PartType::Html(t) => {
                 let source: Cow<'_, str> = if self.strip && footer::mentions_html(t) {
@@ -633,7 +640,13 @@ impl<'p> Walker<'p> {
                             self.changes += 1;
                         }
                         self.removed.add(&s.removed);
-                        Node::Text { subtype: "html".into(), text: Cow::Owned(s.html), disposition, cid }
+                        Node::Text {
+                            subtype: "html".into(),
+                            text: Cow::Owned(s.html),
+                            disposition,
+                            cid,
+                            verbatim: None,
+                        }
                     }
                     Err(_) => self.html_as_text(t, main_html, disposition, cid),
                 }
@@ -679,7 +692,7 @@ impl<'p> Walker<'p> {
         if main_html && self.has_appendix() {
             text = self.append_text(text);
         }
-        Node::Text { subtype: "plain".into(), text, disposition, cid }
+        Node::Text { subtype: "plain".into(), text, disposition, cid, verbatim: None }
     }
 
     /// Relay footers go; nothing is counted.
@@ -752,6 +765,25 @@ fn valid_base64(raw: &[u8]) -> bool {
         && raw.split(|&b| b == b'\n').all(|l| l.len() <= 998)
 }
 
+/// Text that came as it reads: its bytes are the decoded text (no transfer
+/// encoding or charset conversion changed them), in lines SMTP carries as
+/// they are (CRLF line ends, at most 998 bytes, no NUL). Kept unchanged, it
+/// goes out as it came instead of being encoded again.
+fn verbatim(raw: &[u8], text: &str) -> bool {
+    if raw != text.as_bytes() || memchr::memchr(0, raw).is_some() {
+        return false;
+    }
+    let fits = |line: &[u8]| line.len() <= 998 && memchr::memchr(b'\r', line).is_none();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', raw) {
+        match raw[start..end].strip_suffix(b"\r") {
+            Some(line) if fits(line) => start = end + 1,
+            _ => return false,
+        }
+    }
+    fits(&raw[start..])
+}
+
 /// A text part that any mail client decodes to what mail-parser decoded.
 fn canonical_text(msg: &Message<'_>, part: &MessagePart<'_>) -> bool {
     let (ty, _) = lower_type(part);
@@ -796,10 +828,14 @@ fn to_mime<'x>(node: Node<'x>, spans: &mut Spans<'_>) -> Option<MimePart<'x>> {
             let children: Vec<MimePart<'_>> = children.into_iter().filter_map(|c| to_mime(c, spans)).collect();
             MimePart::new(ct, BodyPart::Multipart(children))
         }
-        Node::Text { subtype, text, disposition, cid } => {
+        Node::Text { subtype, text, disposition, cid, verbatim } => {
             let ct = BuiltType::new(format!("text/{subtype}")).attribute("charset", "utf-8");
-            let part = MimePart::new(ct, BodyPart::Text(text));
-            with_disposition(part, disposition, cid)
+            let part = with_disposition(MimePart::new(ct, BodyPart::Text(text)), disposition, cid);
+            // With its transfer encoding named, the writer writes the text as it is.
+            match verbatim {
+                Some(cte) => part.transfer_encoding(cte),
+                None => part,
+            }
         }
         Node::Binary { ctype, data, base64, disposition, name, cid } => {
             let mut ct = BuiltType::new(ctype);
