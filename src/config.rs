@@ -317,7 +317,8 @@ fn default_cache_mb() -> u32 {
 pub struct ArchiveConfig {
     #[serde(default = "default_archive_dir")]
     pub dir: PathBuf,
-    /// Days an archived message (files and index) is kept; 0 keeps them forever.
+    /// Days an archived message (files and index) is kept; 0 keeps them
+    /// forever. At least [`METRICS_DAYS`]: the metrics count the records.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
 }
@@ -376,6 +377,12 @@ fn default_store_path() -> PathBuf {
 fn default_archive_dir() -> PathBuf {
     "/var/lib/bsm-milter/archive".into()
 }
+/// The longest response-metrics window (`metrics`: 7, 30 and 90 days).
+pub const METRICS_DAYS: u32 = {
+    let w = crate::metrics::response::WINDOWS;
+    w[w.len() - 1].1 as u32
+};
+
 fn default_retention_days() -> u32 {
     400
 }
@@ -475,6 +482,12 @@ impl Config {
         }
         if self.store.cache_mb == 0 {
             return Err("store.cache_mb: must be at least 1".into());
+        }
+        if (1..METRICS_DAYS).contains(&self.archive.retention_days) {
+            return Err(format!(
+                "archive.retention_days: must be 0 (kept forever) or at least {METRICS_DAYS}: the response metrics \
+                 count the last {METRICS_DAYS} days of messages"
+            ));
         }
         if p.daily_limit_window_days == 0 || p.daily_limit_window_days > 366 {
             return Err("policy.daily_limit_window_days: must be between 1 and 366".into());
@@ -657,6 +670,13 @@ mod tests {
             Config::parse("[relay]\ndomain = \"m.example.com\"\n[policy]\ndaily_limit_window_days = 0\n").unwrap_err();
         assert!(e.contains("daily_limit_window_days"), "{e}");
         assert!(Config::parse("").unwrap_err().contains("relay"));
+        let retention = |days: u32| {
+            Config::parse(&format!("[relay]\ndomain = \"m.example.com\"\n[archive]\nretention_days = {days}\n"))
+        };
+        let e = retention(30).unwrap_err();
+        assert!(e.starts_with("archive.retention_days: must be 0 (kept forever) or at least 90"), "{e}");
+        assert!(retention(89).is_err());
+        assert!(retention(0).is_ok() && retention(90).is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ const NOW: u64 = 20_780 * DAY + 3600;
 async fn purge_removes_whole_days_older_than_retention() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(&format!(
-        "[relay]\ndomain = \"m.example.com\"\n[store]\npath = \"{0}/s.redb\"\n[archive]\ndir = \"{0}/archive\"\nretention_days = 30\n",
+        "[relay]\ndomain = \"m.example.com\"\n[store]\npath = \"{0}/s.redb\"\n[archive]\ndir = \"{0}/archive\"\nretention_days = 90\n",
         dir.path().display()
     ))
     .unwrap();
@@ -34,10 +34,10 @@ async fn purge_removes_whole_days_older_than_retention() {
         })
         .unwrap();
     store.add_buyer(NewBuyer { id: "B1".into(), email: a("b@b.example"), name: None }).unwrap();
-    // Retention keeps today and the 30 UTC days before it: 31 and 30.5 days old
-    // fall on earlier days and go; 29 days old stays.
+    // Retention keeps today and the 90 UTC days before it: 91 and 90.5 days old
+    // fall on earlier days and go; 89 days old stays.
     let mut locations = Vec::new();
-    for (i, age) in [(0, 31 * DAY), (1, 30 * DAY + DAY / 2), (2, 29 * DAY), (3, 0)] {
+    for (i, age) in [(0, 91 * DAY), (1, 90 * DAY + DAY / 2), (2, 89 * DAY), (3, 0)] {
         let at = NOW - age;
         let located = archive.write(at, &[b"x"], None).unwrap();
         locations.push((at, located));
@@ -72,12 +72,12 @@ async fn purge_removes_whole_days_older_than_retention() {
         ops: Arc::new(OpsMetrics::default()),
         archive: archive.clone(),
     };
-    let (records, files) = run_purge(&st, 30, NOW).await.map_err(|e| e.1).unwrap();
+    let (records, files) = run_purge(&st, 90, NOW).await.map_err(|e| e.1).unwrap();
     // Two records, one day segment (both fall on the same UTC day).
     assert_eq!((records, files), (2, 1));
     let left: Vec<u64> =
         store.messages(&MessageFilter::default()).unwrap().iter().map(|r| (NOW - r.at) / 3600).collect();
-    assert_eq!(left, [29 * 24, 0]);
+    assert_eq!(left, [89 * 24, 0]);
     assert!(archive.read(locations[0].0, &locations[0].1, Copy::Original).is_err());
     assert!(archive.read(locations[2].0, &locations[2].1, Copy::Original).is_ok());
     // Retention 0 keeps everything.
