@@ -287,6 +287,7 @@ fn print(value: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
 
 fn s(v: &Value, key: &str) -> String {
     match &v[key] {
+        Value::String(s) if s.is_empty() => "-".into(),
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         Value::Array(a) => {
@@ -503,7 +504,8 @@ async fn admin(client: &Client, command: Command) -> Result<(), String> {
                         "\n{:<20}  {:<15}  {:<9}  {:<10}  {:<10}  {:<19}  {}",
                         s(r, "at"),
                         s(r, "direction"),
-                        s(r, "decision"),
+                        // A report replaced by the relay's notice: what was delivered is the notice.
+                        if r["notice"].as_bool() == Some(true) { "notice".into() } else { s(r, "decision") },
                         s(r, "seller"),
                         s(r, "buyer"),
                         s(r, "order"),

@@ -409,6 +409,7 @@ impl Relay {
                 _ => None,
             }
             .as_deref(),
+            notice: false,
         })?;
         if let Recorded::OverLimit { .. } = recorded {
             // Not counted, not recorded; the archived copy is purged with its day.
@@ -473,7 +474,16 @@ impl Relay {
             (Party::Buyer, Some(b)) => (&b.email, b.name.as_deref()),
             _ => (&seller.service_address, Some(seller.name.as_str())),
         };
-        let message_id = crate::alias::mint_message_id(self.config.relay.domain.as_str());
+        let domain = self.config.relay.domain.as_str();
+        let now = self.clock.now();
+        // The side the report came back from; a retry reuses the notice's id.
+        let from = to.other();
+        let buyer_id = buyer.as_ref().map_or("", |b| b.id.as_str());
+        let previous = match parsed.message_id.as_deref() {
+            Some(id) => self.store.recorded(&seller.id, buyer_id, from, id)?,
+            None => None,
+        };
+        let message_id = previous.map_or_else(|| crate::alias::mint_message_id(domain), |p| p.relay_id);
         let kind = notice::Kind::of(msg.headers, parsed.is_report, &parsed.from);
         let built = notice::build(&notice::Notice {
             to,
@@ -481,14 +491,43 @@ impl Relay {
             recipient,
             recipient_name: name,
             relay_name: &self.config.relay.notice_name,
-            relay_domain: self.config.relay.domain.as_str(),
+            relay_domain: domain,
             message_id: &message_id,
-            date: self.clock.now(),
+            date: now,
         });
         let mut rewrite = notice::replace_message(msg.headers, &built);
         rewrite.delete_rcpts = msg.rcpts.to_vec();
         rewrite.add_rcpts = vec![recipient.bracketed()];
-        self.sign(&mut rewrite, msg)?;
+        // Archived and recorded like a conversation message (the milter awaits the flush):
+        // the report as it came, the notice as delivered. Automatic, so it is no buyer
+        // message awaiting an answer and answers nothing.
+        let delivered_head = header_block(&self.sign(&mut rewrite, msg)?);
+        let delivered: Vec<&[u8]> =
+            std::iter::once(delivered_head.as_slice()).chain(rewrite.body_slices(msg.body)).collect();
+        let archived = self
+            .archive
+            .append_copies(now, &[&header_block(msg.headers), msg.body], Some(&delivered))
+            .map_err(|e| store_io("archive", e))?;
+        self.store.record_message(&NewMessage {
+            seller: &seller.id,
+            buyer: buyer_id,
+            sender: from,
+            original_id: parsed.message_id.as_deref(),
+            relay_domain: domain,
+            at: now,
+            decision: crate::store::Decision::Delivered,
+            order: None,
+            subject: parsed.subject.as_deref(),
+            allowance: None,
+            archive: Some(archived),
+            auto_submitted: true,
+            answers: &[],
+            relay_id: Some(&message_id),
+            token: None,
+            removed: Default::default(),
+            reason: None,
+            notice: true,
+        })?;
         let whom = match to {
             Party::Seller => format!("seller {}", seller.id),
             Party::Buyer => format!("buyer {}", buyer.map_or_else(String::new, |b| b.id)),

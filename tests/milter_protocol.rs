@@ -23,6 +23,24 @@ fn reply_text(status: &Status) -> String {
     }
 }
 
+/// The one archive record of seller S1 (a notice), with its two copies as text.
+async fn only_record(d: &TestDaemon) -> (serde_json::Value, String, String) {
+    let list = d.admin.get("/v1/messages?seller=S1").await.unwrap();
+    let [record] = list.as_array().unwrap().as_slice() else { panic!("one record expected: {list}") };
+    let id = record["id"].as_str().unwrap();
+    let copy = |which: &'static str| async move {
+        let bytes = d.admin.request_raw(hyper::Method::GET, &format!("/v1/messages/{id}/{which}"), None).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    (record.clone(), copy("original").await, copy("delivered").await)
+}
+
+/// Reports and automatic messages never count as buyer messages awaiting an answer.
+async fn nothing_awaits_an_answer(d: &TestDaemon) {
+    let m = d.admin.get("/v1/metrics?seller=S1").await.unwrap();
+    assert_eq!(m["windows"]["7d"]["received"], 0, "{m}");
+}
+
 async fn send_headers(conn: &mut TestConnection, headers: &[(&str, &str)]) {
     for (n, v) in headers {
         conn.header(*n, *v).await.unwrap();
@@ -113,6 +131,24 @@ async fn end_of_message_is_idempotent_across_retries() {
         conn.close().await.unwrap();
     }
     assert_eq!(ids[0], ids[1]);
+    // A report delivered again is the same notice, archived once.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut conn = open(&d).await;
+        conn.mail(["<>"]).await.unwrap();
+        conn.rcpt([b(&p.s1b2)]).await.unwrap();
+        send_headers(
+            &mut conn,
+            &[("From", "MAILER-DAEMON@mx.shop1.example"), ("Message-ID", "<dsn@mx.shop1.example>")],
+        )
+        .await;
+        let (actions, _) = conn.eom().await.unwrap();
+        ids.push(header_value(&actions.actions, "Message-ID").unwrap());
+        conn.close().await.unwrap();
+    }
+    assert_eq!(ids[0], ids[1]);
+    let notices = d.admin.get("/v1/messages?buyer=B2").await.unwrap();
+    assert_eq!(notices.as_array().unwrap().len(), 1, "{notices}");
     d.stop().await;
 }
 
@@ -240,6 +276,15 @@ async fn delivery_report_to_a_seller_alias_becomes_a_relay_notice() {
     let body = String::from_utf8(body).unwrap();
     assert!(body.contains("The buyer can still read your message"), "{body}");
     assert!(!body.contains("buyer.example"));
+    // Archived: the report as it came, the notice as delivered; its buyer is not known.
+    let (record, original, delivered) = only_record(&d).await;
+    assert_eq!(record["notice"], true, "{record}");
+    assert_eq!((&record["direction"], &record["decision"]), (&"buyer_to_seller".into(), &"delivered".into()));
+    assert_eq!((&record["buyer"], &record["alias"]), (&"".into(), &serde_json::Value::Null), "{record}");
+    assert_eq!(record["subject"], "Undelivered Mail Returned to Sender");
+    assert!(original.contains("From: MAILER-DAEMON@mx.buyer.example"), "{original}");
+    assert!(delivered.contains("The buyer can still read your message") && delivered.contains("cs@shop1.example"));
+    nothing_awaits_an_answer(&d).await;
     conn.close().await.unwrap();
     d.stop().await;
 }
@@ -308,6 +353,12 @@ async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
     );
     let text: String = actions.actions.iter().map(|a| format!("{a:?}")).collect();
     assert!(!text.contains("shop1.example"), "the notice names the seller's real domain: {text}");
+    let (record, original, delivered) = only_record(&d).await;
+    assert_eq!(record["notice"], true, "{record}");
+    assert_eq!((&record["direction"], &record["buyer"]), (&"seller_to_buyer".into(), &"B1".into()), "{record}");
+    assert_eq!(record["alias"], format!("{}", p.s1b1));
+    assert!(original.contains("MAILER-DAEMON@mx.shop1.example") && delivered.contains("bob@buyer.example"));
+    nothing_awaits_an_answer(&d).await;
     conn.close().await.unwrap();
     d.stop().await;
 }

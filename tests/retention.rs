@@ -62,6 +62,7 @@ async fn purge_removes_whole_days_older_than_retention() {
                 token: None,
                 removed: Default::default(),
                 reason: None,
+                notice: false,
             })
             .unwrap();
         assert!(matches!(r, Recorded::Done { .. }));

@@ -43,7 +43,8 @@ pub fn record_view(r: &MessageRecord, relay_domain: &str) -> Value {
         "id": r.relay_id,
         "seller": r.seller,
         "buyer": r.buyer,
-        "alias": format!("{}@{relay_domain}", r.alias),
+        // A notice about a report whose buyer is unknown belongs to no pair.
+        "alias": (!r.alias.is_empty()).then(|| format!("{}@{relay_domain}", r.alias)),
         "direction": match r.sender { Party::Buyer => "buyer_to_seller", Party::Seller => "seller_to_buyer" },
         "decision": r.decision,
         "order": r.order,
@@ -55,6 +56,7 @@ pub fn record_view(r: &MessageRecord, relay_domain: &str) -> Value {
         "reported": r.reported,
         "removed": r.removed,
         "reason": r.reason,
+        "notice": r.notice,
     })
 }
 

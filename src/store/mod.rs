@@ -165,6 +165,14 @@ pub struct MessageRecord {
     /// authentication result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A delivery report (or another null-sender message) that the relay
+    /// replaced by its own notice: the delivered copy is the notice.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub notice: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[cfg(test)]
@@ -190,6 +198,7 @@ impl MessageRecord {
             token: None,
             removed: Removed::default(),
             reason: None,
+            notice: false,
         }
     }
 }
@@ -260,6 +269,9 @@ pub struct NewMessage<'a> {
     pub token: Option<&'a str>,
     pub removed: Removed,
     pub reason: Option<&'a str>,
+    /// A null-sender message replaced by the relay's notice (see
+    /// [`MessageRecord::notice`]); `buyer` may then be empty (unknown).
+    pub notice: bool,
 }
 
 /// Length of a command token: 24 characters of `[a-z0-9]` (≈124 bits).

@@ -150,6 +150,8 @@ struct OwnedMessage {
     token: Option<String>,
     removed: Removed,
     reason: Option<String>,
+    #[serde(default)]
+    notice: bool,
 }
 
 impl From<&NewMessage<'_>> for OwnedMessage {
@@ -173,6 +175,7 @@ impl From<&NewMessage<'_>> for OwnedMessage {
             token: own(m.token),
             removed: m.removed.clone(),
             reason: own(m.reason),
+            notice: m.notice,
         }
     }
 }
@@ -197,6 +200,7 @@ impl OwnedMessage {
             token: self.token.as_deref(),
             removed: self.removed.clone(),
             reason: self.reason.as_deref(),
+            notice: self.notice,
         }
     }
 }
@@ -540,7 +544,11 @@ impl RedbStore {
     /// Records one message in `txn`. A refusal (over limit, unknown party,
     /// conflict) is decided before this message writes anything.
     fn record_in(txn: &WriteTransaction, msg: &NewMessage<'_>) -> Result<Recorded, StoreError> {
-        let pair_alias = Self::ensure_pair(txn, msg.seller, msg.buyer)?;
+        // A notice about a report whose buyer is unknown belongs to no pair.
+        let pair_alias = match msg.buyer {
+            "" if msg.notice => String::new(),
+            buyer => Self::ensure_pair(txn, msg.seller, buyer)?,
+        };
         let key = msg.original_id.map(|id| original_key(msg.seller, msg.buyer, msg.sender, id));
         let known: Option<MessageLink> = {
             let by_original = txn.open_table(MSG_BY_ORIGINAL).map_err(backend)?;
@@ -620,7 +628,7 @@ impl RedbStore {
             token: match previous.as_ref().and_then(|p| p.token.clone()) {
                 Some(t) => Some(t),
                 // Buyer messages get a token the seller's mail client can act on.
-                None if msg.sender == Party::Buyer && msg.decision == Decision::Delivered => {
+                None if msg.sender == Party::Buyer && msg.decision == Decision::Delivered && !msg.notice => {
                     let token = msg.token.map_or_else(|| random_local(TOKEN_LEN), String::from);
                     txn.open_table(TOKENS)
                         .map_err(backend)?
@@ -632,6 +640,7 @@ impl RedbStore {
             },
             removed: msg.removed.clone(),
             reason: msg.reason.map(String::from),
+            notice: msg.notice,
         };
         put(&mut messages, &record.relay_id, &record)?;
         // A seller's (human) reply answers the buyer messages it names; the first reply counts.
@@ -1135,6 +1144,7 @@ mod tests_support {
             token: None,
             removed: Removed::default(),
             reason: None,
+            notice: false,
         }
     }
 }
