@@ -470,6 +470,14 @@ impl Relay {
         let Some((seller, buyer)) = self.parties(seller, buyer)? else {
             return Ok(refuse(Refusal::UnknownRecipient, "bounce to removed party"));
         };
+        // A report to the seller alias names no buyer; the message it reports on does.
+        let buyer = match buyer {
+            Some(b) => Some(b),
+            None => match self.reported_buyer(&seller.id, parsed, msg)? {
+                Some(id) => self.store.buyer(&id)?,
+                None => None,
+            },
+        };
         let (recipient, name) = match (to, &buyer) {
             (Party::Buyer, Some(b)) => (&b.email, b.name.as_deref()),
             _ => (&seller.service_address, Some(seller.name.as_str())),
@@ -537,6 +545,47 @@ impl Relay {
             notice::Kind::Automatic => "automatic message (null sender, not a report)",
         };
         Ok(Verdict::Deliver { rewrite, summary: format!("{what} replaced by a notice to {whom}") })
+    }
+}
+
+impl Relay {
+    /// The buyer of the seller message a report is about: the report quotes the
+    /// message (`message/rfc822`) or its headers (`text/rfc822-headers`), whose
+    /// Message-ID is the one the relay gave it, or names it in `In-Reply-To`.
+    fn reported_buyer(
+        &self,
+        seller: &str,
+        parsed: &headers::Parsed,
+        msg: &Incoming<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        use mail_parser::{MessageParser, MimeHeaders, PartType};
+        let mut ids = parsed.referenced();
+        if let Some(report) = MessageParser::new().parse(msg.raw) {
+            for part in &report.parts {
+                let quoted = match &part.body {
+                    PartType::Message(inner) => inner.message_id().map(String::from),
+                    PartType::Text(t)
+                        if part
+                            .content_type()
+                            .is_some_and(|c| c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))) =>
+                    {
+                        MessageParser::new().parse(t.as_bytes()).and_then(|h| h.message_id().map(String::from))
+                    }
+                    _ => None,
+                };
+                ids.extend(quoted);
+            }
+        }
+        for id in ids {
+            if let Some(r) = self.store.message(&id)?
+                && r.seller == seller
+                && r.sender == Party::Seller
+                && !r.buyer.is_empty()
+            {
+                return Ok(Some(r.buyer));
+            }
+        }
+        Ok(None)
     }
 }
 

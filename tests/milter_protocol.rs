@@ -335,6 +335,60 @@ async fn auto_replies_are_relayed_and_marked_and_trigger_nothing() {
     d.stop().await;
 }
 
+/// The buyer's provider bounces a seller's message to the seller alias: the
+/// report names no buyer, but the message it quotes (or its headers) carries
+/// the Message-ID the relay gave it, so the record is filed under the pair.
+#[tokio::test]
+async fn a_report_to_the_seller_alias_is_filed_under_the_buyer_of_the_message_it_quotes() {
+    let d = TestDaemon::start().await;
+    let p = d.parties().await;
+    let mut conn = open(&d).await;
+    conn.mail(["<sales@shop1.example>"]).await.unwrap();
+    conn.rcpt([b(&p.s1b1)]).await.unwrap();
+    send_headers(&mut conn, &[("From", "sales@shop1.example"), ("Subject", "Your order has shipped")]).await;
+    let (actions, _) = conn.eom().await.unwrap();
+    let relay_id = header_value(&actions.actions, "Message-ID").unwrap();
+    conn.close().await.unwrap();
+    for (n, quoted) in [
+        format!("Content-Type: message/rfc822\r\n\r\nMessage-ID: {relay_id}\r\nSubject: Your order has shipped\r\n\r\nHi\r\n"),
+        format!("Content-Type: text/rfc822-headers\r\n\r\nMessage-ID: {relay_id}\r\nSubject: Your order has shipped\r\n"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut conn = open(&d).await;
+        conn.mail(["<>"]).await.unwrap();
+        conn.rcpt([b(&p.s1_alias)]).await.unwrap();
+        let id = format!("<dsn{n}@mx.buyer.example>");
+        send_headers(
+            &mut conn,
+            &[
+                ("From", "MAILER-DAEMON@mx.buyer.example"),
+                ("Message-ID", &id),
+                ("Content-Type", "multipart/report; report-type=delivery-status; boundary=\"b\""),
+            ],
+        )
+        .await;
+        let body = format!(
+            "--b\r\nContent-Type: text/plain\r\n\r\n<bob@buyer.example>: mailbox full\r\n\
+             --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.buyer.example\r\n\r\n\
+             Final-Recipient: rfc822; bob@buyer.example\r\nAction: failed\r\nStatus: 5.2.2\r\n\r\n--b\r\n{quoted}--b--\r\n"
+        );
+        conn.body(body.into_bytes()).await.unwrap();
+        let (actions, status) = conn.eom().await.unwrap();
+        assert_eq!(status, Status::Continue);
+        assert!(actions.has_add_recipient("<cs@shop1.example>", any()));
+        conn.close().await.unwrap();
+    }
+    let list = d.admin.get("/v1/messages?buyer=B1").await.unwrap();
+    let notices: Vec<_> = list.as_array().unwrap().iter().filter(|r| r["notice"] == true).collect();
+    assert_eq!(notices.len(), 2, "{list}");
+    for r in notices {
+        assert_eq!((&r["direction"], &r["alias"]), (&"buyer_to_seller".into(), &p.s1b1.clone().into()), "{r}");
+    }
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn delivery_report_to_a_pair_alias_becomes_a_notice_to_the_buyer() {
     let d = TestDaemon::start().await;
