@@ -370,23 +370,8 @@ impl Relay {
             }
             _ => None,
         };
-        // Each copy is written as header block + body, without copying the body.
-        let original_head = header_block(msg.headers);
         let mut rewrite = rewrite;
-        let delivered_head = match rewrite.as_mut() {
-            Some(rw) => Some(header_block(&self.sign(rw, msg)?)),
-            None => None,
-        };
-        let delivered: Option<Vec<&[u8]>> = match (&delivered_head, &rewrite) {
-            (Some(head), Some(rw)) => Some(std::iter::once(head.as_slice()).chain(rw.body_slices(msg.body)).collect()),
-            _ => None,
-        };
-        // Durable with the record: the archive is flushed by record_message, or (a store with
-        // deferred sync, the daemon's) awaited by the milter before it answers.
-        let archived = self
-            .archive
-            .append_copies(now, &[&original_head, msg.body], delivered.as_deref())
-            .map_err(|e| store_io("archive", e))?;
+        let archived = self.archive_copies(now, msg, rewrite.as_mut())?;
         let recorded = self.store.record_message(&NewMessage {
             seller: &seller.id,
             buyer: &buyer.id,
@@ -443,6 +428,29 @@ impl Relay {
         }
         let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
         Ok(Verdict::Deliver { rewrite, summary: format!("{who}: delivered{notes}") })
+    }
+
+    /// Appends the message as received and, with a rewrite (signed here), as
+    /// delivered; each copy is the header block and the body, which is not copied.
+    /// Durable with the record: the archive is flushed by record_message, or (a
+    /// store with deferred sync, the daemon's) awaited by the milter before it answers.
+    fn archive_copies(
+        &self,
+        now: u64,
+        msg: &Incoming<'_>,
+        rewrite: Option<&mut Rewrite>,
+    ) -> Result<crate::store::archive::ArchiveRef, StoreError> {
+        let original_head = header_block(msg.headers);
+        let delivered = match rewrite {
+            Some(rw) => Some((header_block(&self.sign(rw, msg)?), rw)),
+            None => None,
+        };
+        let delivered: Option<Vec<&[u8]>> = delivered
+            .as_ref()
+            .map(|(head, rw)| std::iter::once(head.as_slice()).chain(rw.body_slices(msg.body)).collect());
+        self.archive
+            .append_copies(now, &[&original_head, msg.body], delivered.as_deref())
+            .map_err(|e| store_io("archive", e))
     }
 
     /// Adds the DKIM signature (if configured) to a rewrite; returns the
@@ -506,16 +514,9 @@ impl Relay {
         let mut rewrite = notice::replace_message(msg.headers, &built);
         rewrite.delete_rcpts = msg.rcpts.to_vec();
         rewrite.add_rcpts = vec![recipient.bracketed()];
-        // Archived and recorded like a conversation message (the milter awaits the flush):
-        // the report as it came, the notice as delivered. Automatic, so it is no buyer
-        // message awaiting an answer and answers nothing.
-        let delivered_head = header_block(&self.sign(&mut rewrite, msg)?);
-        let delivered: Vec<&[u8]> =
-            std::iter::once(delivered_head.as_slice()).chain(rewrite.body_slices(msg.body)).collect();
-        let archived = self
-            .archive
-            .append_copies(now, &[&header_block(msg.headers), msg.body], Some(&delivered))
-            .map_err(|e| store_io("archive", e))?;
+        // Archived and recorded like a conversation message: the report as it came, the
+        // notice as delivered. Automatic, so it awaits no answer and answers nothing.
+        let archived = self.archive_copies(now, msg, Some(&mut rewrite))?;
         self.store.record_message(&NewMessage {
             seller: &seller.id,
             buyer: buyer_id,
