@@ -151,6 +151,37 @@ impl Relay {
         }
     }
 
+    /// Records a conversation message refused at end of message for its size
+    /// (DESIGN 2.5), without copies: nothing past the limit was kept. Other
+    /// targets (reports, commands) are only logged.
+    pub fn record_unkept(&self, target: &Target, headers: &[RawHeader], refusal: &Refusal) -> Result<(), StoreError> {
+        let Target::Conversation { from, seller, buyer } = target else {
+            return Ok(());
+        };
+        let parsed = headers::parse(headers);
+        self.store.record_message(&NewMessage {
+            seller,
+            buyer,
+            sender: *from,
+            original_id: parsed.message_id.as_deref(),
+            relay_domain: self.config.relay.domain.as_str(),
+            at: self.clock.now(),
+            decision: crate::store::Decision::Refused,
+            order: None,
+            subject: parsed.subject.as_deref(),
+            allowance: None,
+            archive: None,
+            auto_submitted: parsed.auto_submitted,
+            answers: &[],
+            relay_id: None,
+            token: None,
+            removed: Default::default(),
+            reason: Some(&format!("{} (not kept)", refusal.describe())),
+            notice: false,
+        })?;
+        Ok(())
+    }
+
     /// Authenticates the sender of a conversation message or a command by the
     /// configured methods (`None`: nothing is required of this message).
     pub async fn authenticate(

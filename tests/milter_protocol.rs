@@ -475,6 +475,16 @@ async fn oversized_messages_are_refused_with_552_and_not_kept() {
         assert!(actions.actions.is_empty());
         conn.close().await.unwrap();
     }
+    // Each is on record as refused, without copies; the conversation still exports.
+    let list = d.admin.get("/v1/messages?seller=S1").await.unwrap();
+    let reasons: Vec<_> =
+        list.as_array().unwrap().iter().map(|r| (r["decision"].clone(), r["reason"].clone())).collect();
+    let refused = |why: &str| (serde_json::json!("refused"), serde_json::json!(format!("{why} (not kept)")));
+    assert_eq!(reasons, [refused("header too large"), refused("message too big"), refused("header too large")]);
+    let id = list[0]["id"].as_str().unwrap();
+    let copy = d.admin.request_raw(hyper::Method::GET, &format!("/v1/messages/{id}/original"), None).await;
+    assert!(copy.unwrap_err().to_string().contains("no archived copy"));
+    d.admin.request_raw(hyper::Method::GET, "/v1/export?seller=S1&buyer=B1", None).await.unwrap();
     // Within the limits: delivered.
     let mut conn = open(&d).await;
     conn.mail(["<bob@buyer.example>"]).await.unwrap();

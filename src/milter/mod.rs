@@ -182,6 +182,10 @@ async fn end_of_message(cx: &mut EomContext<Connection>) -> Status {
         return Status::Accept;
     };
     if let Some(refusal) = &msg.too_big {
+        if let Err(e) = conn.relay.record_unkept(&target, &msg.headers, refusal) {
+            // The refusal stands: the sender keeps the message.
+            warn!("{qid}: recording the refusal: {e}");
+        }
         info!("{qid}: refused ({})", refusal.reason());
         conn.relay.ops.refusal(refusal.reason());
         return set_reply(&mut cx.reply, refusal);
