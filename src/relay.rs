@@ -151,9 +151,9 @@ impl Relay {
         }
     }
 
-    /// Records a conversation message refused at end of message for its size
-    /// (DESIGN 2.5), without copies: nothing past the limit was kept. Other
-    /// targets (reports, commands) are only logged.
+    /// Records a conversation message refused at end of message for its size or
+    /// a line's length (DESIGN 2.5), without copies: nothing past the limit was
+    /// kept. Other targets (reports, commands) are only logged.
     pub fn record_unkept(&self, target: &Target, headers: &[RawHeader], refusal: &Refusal) -> Result<(), StoreError> {
         let Target::Conversation { from, seller, buyer } = target else {
             return Ok(());
