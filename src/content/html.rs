@@ -551,8 +551,15 @@ fn attributes(
         let is_link_href = name == "href" && (tag == "a" || tag == "area");
         if name.starts_with("xmlns") {
             // A namespace name is a URI nothing loads, so the link rules leave it, but it is the
-            // sender's text: addresses in it go.
-            if let Some(t) = without_addresses(&decode_entities(&raw), p, &mut removed.borrow_mut()) {
+            // sender's text: addresses in it go. A value with white space inside is no URI but
+            // text the markup swallowed (`class="…` left open before a pasted message): it goes.
+            let value = decode_entities(&raw);
+            if value.trim().contains(char::is_whitespace) {
+                el.remove_attribute(&name);
+                changed.set(true);
+                continue;
+            }
+            if let Some(t) = without_addresses(&value, p, &mut removed.borrow_mut()) {
                 changed.set(true);
                 let _ = el.set_attribute(&name, &escape_attr(&t));
             }

@@ -570,3 +570,14 @@ fn unchanged_unencoded_text_keeps_its_bytes_and_gets_the_footer_after_them() {
         assert!(text.starts_with(reads), "{body:?}: {text:?}");
     }
 }
+
+/// A namespace value with white space inside is text the markup swallowed: it
+/// goes, with the link it holds; a namespace URI stays.
+#[test]
+fn a_namespace_value_that_is_no_uri_goes() {
+    let (h, _) = html(
+        r#"<div class="x" xmlns:v="urn:schemas-microsoft-com:vml SALE at https://click.t.example/r">a</div><p xmlns="http://www.w3.org/TR/REC-html40">b</p>"#,
+    );
+    assert!(!h.contains("t.example") && !h.contains("xmlns:v"), "{h}");
+    assert!(h.contains(r#"xmlns="http://www.w3.org/TR/REC-html40""#), "{h}");
+}
