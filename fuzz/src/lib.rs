@@ -108,30 +108,30 @@ pub fn remote_urls(text: &str) -> Vec<String> {
 
 /// HTML with the URLs of `xmlns` attribute values defused (`://` → `:__`):
 /// namespace names are URLs that nothing loads, and the content policy keeps
-/// them; the rest of the value (an address) is still judged.
+/// them; the rest of the value (an address) is still judged. The attributes are
+/// found by an HTML tokenizer (a recipient's browser would find the same ones),
+/// not by a text scan, which a quote in CSS or text misleads. HTML the tokenizer
+/// cannot take is judged as it is.
 pub fn without_namespaces(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(i) = rest.to_ascii_lowercase().find("xmlns") {
-        let (head, tail) = rest.split_at(i);
-        out.push_str(head);
-        let name_end = tail.find(|c: char| c.is_whitespace() || c == '=' || c == '>').unwrap_or(tail.len());
-        out.push_str(&tail[..name_end]);
-        let after = tail[name_end..].trim_start();
-        let Some(value) = after.strip_prefix('=').map(str::trim_start) else {
-            rest = &tail[name_end..];
-            continue;
-        };
-        let end = match value.chars().next() {
-            Some(q @ ('"' | '\'')) => value[1..].find(q).map_or(value.len(), |j| j + 2),
-            _ => value.find(|c: char| c.is_whitespace() || c == '>').unwrap_or(value.len()),
-        };
-        out.push('=');
-        out.push_str(&value[..end].replace("://", ":__"));
-        rest = &value[end..];
+    use lol_html::{HtmlRewriter, Settings, element};
+    let settings = Settings::new().append_element_content_handler(element!("*", |el| {
+        let defused: Vec<(String, String)> = el
+            .attributes()
+            .iter()
+            .filter(|a| a.name().starts_with("xmlns") && a.value().contains("://"))
+            .map(|a| (a.name(), a.value().replace("://", ":__")))
+            .collect();
+        for (name, value) in defused {
+            el.set_attribute(&name, &value)?;
+        }
+        Ok(())
+    }));
+    let mut out = Vec::with_capacity(html.len());
+    let mut rewriter = HtmlRewriter::new(settings, |c: &[u8]| out.extend_from_slice(c));
+    if rewriter.write(html.as_bytes()).and_then(|()| rewriter.end()).is_err() {
+        return html.to_string();
     }
-    out.push_str(rest);
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// HTML character references that can spell URL or address syntax.
@@ -275,6 +275,15 @@ mod tests {
         assert_eq!(without_encoded_words("=?x?B?YUBiLmM=?==?utf-8?q?mn_@b.example?="), "  ");
         assert_eq!(without_encoded_words("bob@gmail.com =?broken"), "bob@gmail.com =?broken");
         assert_eq!(without_encoded_words("=? x@y.example ?="), "=? x@y.example ?=");
+    }
+
+    #[test]
+    fn only_namespace_attributes_are_defused() {
+        let html = r#"<p style='x:"'>xmlns="http://t.example/p"</p><html xmlns:v="urn:x" xmlns="http://www.w3.org/1999/xhtml">"#;
+        let out = without_namespaces(html);
+        assert!(out.contains(r#">xmlns="http://t.example/p"</p>"#), "{out}");
+        assert!(out.contains(r#"xmlns="http:__www.w3.org/1999/xhtml""#), "{out}");
+        assert_eq!(remote_urls(&out), ["t.example"]);
     }
 
     #[test]
