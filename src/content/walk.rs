@@ -74,30 +74,114 @@ fn walk(
     extras: &Extras,
     splice: bool,
 ) -> Option<Outcome> {
-    let outcome = |o| Some(o);
-    let Some(msg) = MessageParser::new().parse(raw) else {
-        return outcome(refuse("The message could not be parsed"));
-    };
-    if policy.is_noop() && extras.footer.is_none() && !mentions_footer(&msg, relay) {
-        // Only stripping, and nothing to strip.
-        return outcome(Outcome::Unchanged);
-    }
     let mut w = Walker::new(policy, relay, 0);
     w.strip = extras.strip_footer;
     w.footer = extras.footer.as_ref().map(|f| (f.text(), f.html()));
+    match plain_as_is(raw, body_start, policy, extras) {
+        Some(text) => {
+            let root = w.plain(text);
+            write(root, w.removed, raw, body_start, splice)
+        }
+        None => walk_parsed(w, raw, body_start, policy, relay, extras, splice),
+    }
+}
+
+/// The walk over the parsed message.
+fn walk_parsed(
+    mut w: Walker<'_>,
+    raw: &[u8],
+    body_start: usize,
+    policy: &ContentPolicy,
+    relay: &str,
+    extras: &Extras,
+    splice: bool,
+) -> Option<Outcome> {
+    let Some(msg) = MessageParser::new().parse(raw) else {
+        return Some(refuse("The message could not be parsed"));
+    };
+    if policy.is_noop() && extras.footer.is_none() && !mentions_footer(&msg, relay) {
+        // Only stripping, and nothing to strip.
+        return Some(Outcome::Unchanged);
+    }
     match w.run(&msg) {
-        Err(Refusal(text)) => outcome(refuse(&text)),
-        Ok(None) => outcome(Outcome::Unchanged),
-        Ok(Some(root)) => {
-            let mut spans = Spans::new(raw, body_start, splice);
-            let Some(part) = to_mime(root, &mut spans) else {
-                return outcome(refuse("The message has no content left after the content policy"));
-            };
-            let mut out = Vec::new();
-            part.write_part(&mut out);
-            Some(split_root(spans.splice(out)?, w.removed))
+        Err(Refusal(text)) => Some(refuse(&text)),
+        Ok(None) => Some(Outcome::Unchanged),
+        Ok(Some(root)) => write(root, w.removed, raw, body_start, splice),
+    }
+}
+
+/// The rebuilt message: `None` if a span's placeholder did not survive the writer.
+fn write(root: Node<'_>, removed: Removed, raw: &[u8], body_start: usize, splice: bool) -> Option<Outcome> {
+    let mut spans = Spans::new(raw, body_start, splice);
+    let Some(part) = to_mime(root, &mut spans) else {
+        return Some(refuse("The message has no content left after the content policy"));
+    };
+    let mut out = Vec::new();
+    part.write_part(&mut out);
+    Some(split_root(spans.splice(out)?, removed))
+}
+
+/// The text of a message that is one plain-text part as it reads (no transfer
+/// encoding, UTF-8 or ASCII, CRLF lines of at most 998 bytes), when this
+/// direction's rules leave text alone and only the footer is added: the most
+/// common buyer message. The walk would keep its bytes and add the footer;
+/// [`Walker::plain`] does that without parsing the message (mail-parser's
+/// UTF-8 check, a byte at a time, was half the content policy's cost for it).
+/// `None` for anything else, down to a header parameter: the walk decides those.
+fn plain_as_is<'r>(raw: &'r [u8], body_start: usize, policy: &ContentPolicy, extras: &Extras) -> Option<&'r str> {
+    if extras.footer.is_none() || extras.strip_footer || policy.redact_contact_details || policy.unwrap_external_links {
+        return None;
+    }
+    let (head, body) = raw.split_at_checked(body_start)?;
+    // The prelude: its own first line, then one line per MIME header.
+    let head = std::str::from_utf8(head).ok()?;
+    let (mut ctype, mut cte) = (None, None);
+    for line in head.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        let slot = if name.eq_ignore_ascii_case("content-type") {
+            &mut ctype
+        } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
+            &mut cte
+        } else if name.eq_ignore_ascii_case("mime-version") {
+            continue;
+        } else {
+            return None;
+        };
+        if slot.replace(value.trim()).is_some() {
+            return None;
         }
     }
+    if !cte.is_none_or(|c| c.eq_ignore_ascii_case("7bit") || c.eq_ignore_ascii_case("8bit")) {
+        return None;
+    }
+    let charset = match ctype {
+        None => None,
+        Some(ct) => {
+            let (ty, params) = ct.split_once(';').unwrap_or((ct, ""));
+            if !ty.trim().eq_ignore_ascii_case("text/plain") {
+                return None;
+            }
+            match params.trim() {
+                "" => None,
+                p => {
+                    let (name, value) = p.split_once('=')?;
+                    if !name.trim().eq_ignore_ascii_case("charset") {
+                        return None;
+                    }
+                    let value = value.trim();
+                    Some(value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value))
+                }
+            }
+        }
+    };
+    // mail-parser reads US-ASCII as windows-1252: only ASCII reads as it came.
+    let ascii_only = match charset.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("utf-8" | "utf8") => false,
+        Some("us-ascii" | "ascii") => true,
+        Some(_) => return None,
+    };
+    let text = std::str::from_utf8(body).ok()?;
+    (!text.is_empty() && (!ascii_only || text.is_ascii()) && verbatim(body, text)).then_some(text)
 }
 
 /// Large attachments that pass through as they came (valid base64) are not
@@ -524,6 +608,14 @@ impl<'p> Walker<'p> {
         Cow::Owned(s)
     }
 
+    /// [`plain_as_is`]'s text as [`Self::leaf`] makes a main text part it
+    /// leaves alone: the appendix after it, its bytes as they came.
+    fn plain<'x>(&self, text: &'x str) -> Node<'x> {
+        let text = self.append_text(Cow::Borrowed(text));
+        let verbatim = Some(if text.is_ascii() { "7bit" } else { "8bit" });
+        Node::Text { subtype: "plain".into(), text, disposition: None, cid: None, verbatim }
+    }
+
     fn build<'x>(
         &mut self,
         msg: &'x Message<'x>,
@@ -902,4 +994,163 @@ fn mime_headers_hold_contact(msg: &Message<'_>, part: &MessagePart<'_>, rules: &
         let raw = msg.raw_message.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default();
         mime && matches!(scrub(&String::from_utf8_lossy(raw), &rules, &mut Removed::default()), Cow::Owned(_))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{Footer, prelude};
+    use proptest::prelude::*;
+
+    const RELAY: &str = "m.example.com";
+
+    fn extras() -> Extras {
+        Extras {
+            footer: Some(Footer { token: "t".repeat(24), relay_domain: RELAY.into(), relay_name: "Relay".into() }),
+            strip_footer: false,
+        }
+    }
+
+    fn message(headers: &[(&str, &str)], body: &[u8]) -> (Vec<u8>, usize) {
+        let mut raw = prelude(headers);
+        let start = raw.len();
+        raw.extend_from_slice(body);
+        (raw, start)
+    }
+
+    /// Both ways to the outcome: the one `walk` takes, and the parsed walk.
+    fn both(raw: &[u8], start: usize, policy: &ContentPolicy) -> (Option<Outcome>, Option<Outcome>) {
+        let extras = extras();
+        let mut w = Walker::new(policy, RELAY, 0);
+        w.footer = extras.footer.as_ref().map(|f| (f.text(), f.html()));
+        (walk(raw, start, policy, RELAY, &extras, true), walk_parsed(w, raw, start, policy, RELAY, &extras, true))
+    }
+
+    /// What the cheap path may take, and what it must leave to the parsed walk.
+    const CONTENT_TYPES: &[&str] = &[
+        "",
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "TEXT/Plain;charset=\"UTF-8\"",
+        "text/plain; charset=us-ascii",
+    ];
+    const OTHER_CONTENT_TYPES: &[&str] = &[
+        "text/plain; charset=ascii",
+        "text/plain; charset=iso-8859-1",
+        "text/plain; charset=utf-8; format=flowed",
+        "text/plain; format=flowed",
+        "text/plain; name=\"a.txt\"",
+        "text/html; charset=utf-8",
+        "text/plain; charset=utf-8 (comment)",
+        "multipart/mixed; boundary=x",
+    ];
+    const ENCODINGS: &[&str] = &["", "7bit", "8BIT"];
+    const OTHER_ENCODINGS: &[&str] = &["binary", "quoted-printable", "base64", "x-uuencode"];
+    const LINES: &[&[u8]] = &[
+        b"Hello, is the parcel for order 114-1234567-1234567 on its way?",
+        "주문하신 상품이 아직 도착하지 않았습니다.".as_bytes(),
+        b"",
+        b"-- ",
+        b"tab\there = sign =3D",
+        b"> quoted bob@gmail.com https://shop.example/x",
+    ];
+    const OTHER_LINES: &[&[u8]] =
+        &[b"caf\xe9 au lait", b"nul \x00 byte", b"a bare\nline feed", b"a bare\rcarriage return"];
+
+    fn one_of<T: Clone + std::fmt::Debug + 'static>(
+        common: &'static [T],
+        other: &'static [T],
+    ) -> impl Strategy<Value = T> {
+        prop_oneof![6 => prop::sample::select(common), 1 => prop::sample::select(other)]
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        (prop::collection::vec(one_of(LINES, OTHER_LINES), 0..6), any::<bool>(), any::<bool>()).prop_map(
+            |(lines, end, long)| {
+                let mut b = lines.join(&b"\r\n"[..]);
+                if long {
+                    b.extend(std::iter::repeat_n(b'x', 998 + usize::from(end)));
+                }
+                if end {
+                    b.extend_from_slice(b"\r\n");
+                }
+                b
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Wherever the cheap path applies, its outcome is the parsed walk's, byte for byte.
+        #[test]
+        fn a_plain_message_as_is_comes_out_as_the_parsed_walk_makes_it(
+            ct in one_of(CONTENT_TYPES, OTHER_CONTENT_TYPES),
+            cte in one_of(ENCODINGS, OTHER_ENCODINGS),
+            ct_twice in prop::bool::weighted(0.1),
+            mime_version in any::<bool>(),
+            disposition in one_of(&[""], &["inline", "attachment; filename=a.txt"]),
+            filter in any::<bool>(),
+            body in body(),
+        ) {
+            let mut headers = Vec::new();
+            if mime_version {
+                headers.push(("MIME-Version", "1.0"));
+            }
+            if !ct.is_empty() {
+                headers.push(("Content-Type", ct));
+                if ct_twice {
+                    headers.push(("Content-Type", "text/html"));
+                }
+            }
+            if !cte.is_empty() {
+                headers.push(("Content-Transfer-Encoding", cte));
+            }
+            if !disposition.is_empty() {
+                headers.push(("Content-Disposition", disposition));
+            }
+            let policy = ContentPolicy { filter_attachments: filter, ..ContentPolicy::buyer_to_seller_default() };
+            let (raw, start) = message(&headers, &body);
+            let (cheap, parsed) = both(&raw, start, &policy);
+            if plain_as_is(&raw, start, &policy, &extras()).is_some() {
+                prop_assert_eq!(cheap, parsed);
+            }
+        }
+    }
+
+    #[test]
+    fn the_cheap_path_is_taken_only_for_plain_text_as_is_with_the_footer_alone() {
+        let b2s = ContentPolicy::buyer_to_seller_default();
+        let takes = |headers: &[(&str, &str)], body: &[u8], policy: &ContentPolicy, extras: &Extras| {
+            let (raw, start) = message(headers, body);
+            plain_as_is(&raw, start, policy, extras).is_some()
+        };
+        let plain = [
+            ("MIME-Version", "1.0"),
+            ("Content-Type", "text/plain; charset=\"UTF-8\""),
+            ("Content-Transfer-Encoding", "8bit"),
+        ];
+        let text = "주문하신 상품이 아직 도착하지 않았습니다.\r\nHello\r\n".as_bytes();
+        assert!(takes(&plain, text, &b2s, &extras()));
+        assert!(takes(&[], b"Hello\r\n", &b2s, &extras()));
+        // Not without a footer, with footers to strip, or with text rules.
+        assert!(!takes(&plain, text, &b2s, &Extras::default()));
+        assert!(!takes(&plain, text, &b2s, &Extras { strip_footer: true, ..extras() }));
+        assert!(!takes(&plain, text, &ContentPolicy::seller_to_buyer_default(), &extras()));
+        // Not for text that does not read as it came, or headers with more to them.
+        assert!(!takes(&[("Content-Type", "text/plain; charset=us-ascii")], text, &b2s, &extras()));
+        assert!(!takes(&[("Content-Type", "text/plain; format=flowed")], b"Hello\r\n", &b2s, &extras()));
+        assert!(!takes(&[("Content-Transfer-Encoding", "quoted-printable")], b"Hello\r\n", &b2s, &extras()));
+        assert!(!takes(&[("Content-Disposition", "inline")], b"Hello\r\n", &b2s, &extras()));
+        assert!(!takes(&[], b"one\ntwo\n", &b2s, &extras()));
+        assert!(!takes(&[], b"caf\xe9\r\n", &b2s, &extras()));
+        assert!(!takes(&[], b"", &b2s, &extras()));
+        // And what it makes is the parsed walk's.
+        let (raw, start) = message(&plain, text);
+        let (cheap, parsed) = both(&raw, start, &b2s);
+        assert_eq!(cheap, parsed);
+        let Some(Outcome::Rewritten { body, content_transfer_encoding, .. }) = cheap else { panic!("not rewritten") };
+        assert!(body.to_vec(text).starts_with(text));
+        assert_eq!(content_transfer_encoding.as_deref(), Some("8bit"));
+    }
 }
