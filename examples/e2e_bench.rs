@@ -1316,6 +1316,18 @@ fn main() {
     let row = |what: &str, measured: String, target: String, ok: bool| {
         println!("{what:<58} {measured:>10}  {target:>10}  {}", verdict(ok));
     };
+    // A milter started through a wrapper that forks (perf record, say) shows no CPU of its own.
+    let cpu_row = |what: &str, cpu: f64, target: f64| {
+        if cpu > 0.0 {
+            row(what, format!("{cpu:.3} ms"), format!("<= {target} ms"), cpu <= target);
+        } else {
+            println!(
+                "{what:<58} {:>10}  {:>10}  n/a (no CPU seen: a wrapper's child?)",
+                "-",
+                format!("<= {target} ms")
+            );
+        }
+    };
     for (s, _) in &summaries {
         let ca = median(&s.ca);
         let cb = median(&s.cb);
@@ -1334,12 +1346,7 @@ fn main() {
                     format!(">= {T_B2S_CB:.2}"),
                     cb >= T_B2S_CB,
                 );
-                row(
-                    "buyer->seller 10 KB: bsm-milter CPU per message",
-                    format!("{cpu:.3} ms"),
-                    format!("<= {T_CPU_B2S_MS} ms"),
-                    cpu <= T_CPU_B2S_MS,
-                );
+                cpu_row("buyer->seller 10 KB: bsm-milter CPU per message", cpu, T_CPU_B2S_MS);
             }
             Workload::SellerToBuyer => {
                 row(
@@ -1354,12 +1361,7 @@ fn main() {
                     format!("{cb:.3}"),
                     "-"
                 );
-                row(
-                    "seller->buyer HTML: bsm-milter CPU per message",
-                    format!("{cpu:.3} ms"),
-                    format!("<= {T_CPU_S2B_MS} ms"),
-                    cpu <= T_CPU_S2B_MS,
-                );
+                cpu_row("seller->buyer HTML: bsm-milter CPU per message", cpu, T_CPU_S2B_MS);
             }
         }
     }
