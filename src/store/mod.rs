@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod group_sync;
+mod read_cache;
 mod redb_store;
 
 pub use redb_store::RedbStore;

@@ -15,6 +15,7 @@
 //! instead of tempfailing every message until a restart.
 
 use super::archive::{Applied, Archive, day_dir};
+use super::read_cache::ReadCache;
 use super::*;
 use crate::alias::{ALIAS_LEN, mint_message_id, random_local};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
@@ -100,6 +101,8 @@ pub struct RedbStore {
     last_checkpoint: Mutex<Instant>,
     /// `record_message` leaves the journal's flush to its caller.
     deferred_sync: bool,
+    /// Sellers, buyers, orders and aliases as last read; emptied by `write`.
+    cache: ReadCache,
 }
 
 const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
@@ -293,6 +296,7 @@ impl RedbStore {
             journal_seq: AtomicU64::new(seq),
             last_checkpoint: Mutex::new(Instant::now()),
             deferred_sync: false,
+            cache: ReadCache::default(),
         })
     }
 
@@ -470,6 +474,7 @@ impl RedbStore {
         let seq = Self::replay(&reopened, &self.journal)?;
         self.journal_seq.fetch_max(seq, Ordering::SeqCst);
         *db = Some(reopened);
+        self.cache.invalidate();
         self.failed.store(false, Ordering::Release);
         tracing::warn!("store reopened after an I/O error");
         Ok(())
@@ -484,14 +489,38 @@ impl RedbStore {
 
     /// Runs `f` in a write transaction and commits (durably, with a journal
     /// checkpoint) only if it succeeds: an error leaves nothing half-applied.
+    /// Every change to what [`ReadCache`] holds goes through here.
     fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        self.with_db(|db| {
+        let result = self.with_db(|db| {
             let txn = db.begin_write().map_err(backend)?;
             let r = f(&txn)?;
             // This commit makes the earlier non-durable ones durable: their journal first.
             self.checkpoint(&txn)?;
             txn.commit().map_err(backend)?;
             Ok(r)
+        });
+        self.cache.invalidate();
+        result
+    }
+
+    /// The orders of the pair `key` ([`pair_key`]), oldest first.
+    fn orders_of_pair_uncached(&self, key: &str) -> Result<Vec<Order>, StoreError> {
+        self.read(|txn| {
+            let prefix = format!("{key}{SEP}");
+            let index = txn.open_table(PAIR_ORDERS).map_err(backend)?;
+            let orders = txn.open_table(ORDERS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in index.range(prefix.as_str()..).map_err(backend)? {
+                let (k, _) = entry.map_err(backend)?;
+                let Some(order_id) = k.value().strip_prefix(prefix.as_str()) else {
+                    break;
+                };
+                if let Some(o) = get::<Order>(&orders, order_id)? {
+                    out.push(o);
+                }
+            }
+            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(out)
         })
     }
 
@@ -849,7 +878,12 @@ impl Store for RedbStore {
     }
 
     fn seller(&self, id: &str) -> Result<Option<Seller>, StoreError> {
-        self.read(|txn| get(&txn.open_table(SELLERS).map_err(backend)?, id))
+        self.cache.get_or_load(
+            "seller",
+            id,
+            || self.read(|txn| get(&txn.open_table(SELLERS).map_err(backend)?, id)),
+            |_| true,
+        )
     }
 
     fn sellers(&self) -> Result<Vec<Seller>, StoreError> {
@@ -864,10 +898,13 @@ impl Store for RedbStore {
     }
 
     fn seller_by_approved(&self, addr: &Address) -> Result<Option<Seller>, StoreError> {
-        self.read(|txn| match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
-            Some(id) => get(&txn.open_table(SELLERS).map_err(backend)?, &id),
-            None => Ok(None),
-        })
+        let load = || {
+            self.read(|txn| match get_str(&txn.open_table(APPROVED).map_err(backend)?, addr.as_str())? {
+                Some(id) => get(&txn.open_table(SELLERS).map_err(backend)?, &id),
+                None => Ok(None),
+            })
+        };
+        self.cache.get_or_load("seller_by_approved", addr.as_str(), load, |_| true)
     }
 
     fn add_buyer(&self, new: NewBuyer) -> Result<Buyer, StoreError> {
@@ -900,14 +937,22 @@ impl Store for RedbStore {
     }
 
     fn buyer(&self, id: &str) -> Result<Option<Buyer>, StoreError> {
-        self.read(|txn| get(&txn.open_table(BUYERS).map_err(backend)?, id))
+        self.cache.get_or_load(
+            "buyer",
+            id,
+            || self.read(|txn| get(&txn.open_table(BUYERS).map_err(backend)?, id)),
+            |_| true,
+        )
     }
 
     fn buyer_by_email(&self, addr: &Address) -> Result<Option<Buyer>, StoreError> {
-        self.read(|txn| match get_str(&txn.open_table(BUYER_EMAILS).map_err(backend)?, addr.as_str())? {
-            Some(id) => get(&txn.open_table(BUYERS).map_err(backend)?, &id),
-            None => Ok(None),
-        })
+        let load = || {
+            self.read(|txn| match get_str(&txn.open_table(BUYER_EMAILS).map_err(backend)?, addr.as_str())? {
+                Some(id) => get(&txn.open_table(BUYERS).map_err(backend)?, &id),
+                None => Ok(None),
+            })
+        };
+        self.cache.get_or_load("buyer_by_email", addr.as_str(), load, |_| true)
     }
 
     fn add_order(&self, new: NewOrder) -> Result<Order, StoreError> {
@@ -938,35 +983,24 @@ impl Store for RedbStore {
     }
 
     fn orders_of_pair(&self, seller: &str, buyer: &str) -> Result<Vec<Order>, StoreError> {
-        self.read(|txn| {
-            let prefix = format!("{}{SEP}", pair_key(seller, buyer));
-            let index = txn.open_table(PAIR_ORDERS).map_err(backend)?;
-            let orders = txn.open_table(ORDERS).map_err(backend)?;
-            let mut out = Vec::new();
-            for entry in index.range(prefix.as_str()..).map_err(backend)? {
-                let (k, _) = entry.map_err(backend)?;
-                let Some(order_id) = k.value().strip_prefix(prefix.as_str()) else {
-                    break;
-                };
-                if let Some(o) = get::<Order>(&orders, order_id)? {
-                    out.push(o);
-                }
-            }
-            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-            Ok(out)
-        })
+        let key = pair_key(seller, buyer);
+        self.cache.get_or_load("orders_of_pair", &key, || self.orders_of_pair_uncached(&key), |_| true)
     }
 
     fn pair_alias(&self, seller: &str, buyer: &str) -> Result<String, StoreError> {
-        let existing = self.read(|txn| get_str(&txn.open_table(PAIRS).map_err(backend)?, &pair_key(seller, buyer)))?;
-        match existing {
+        let key = pair_key(seller, buyer);
+        // A pair's alias never changes once made; one made by a message's record is read then.
+        let load = || self.read(|txn| get_str(&txn.open_table(PAIRS).map_err(backend)?, &key));
+        match self.cache.get_or_load("pair_alias", &key, load, Option::is_some)? {
             Some(alias) => Ok(alias),
             None => self.write(|txn| Self::ensure_pair(txn, seller, buyer)),
         }
     }
 
     fn alias_owner(&self, local_part: &str) -> Result<Option<AliasOwner>, StoreError> {
-        self.read(|txn| get(&txn.open_table(ALIASES).map_err(backend)?, local_part))
+        // An unknown alias may be made by a message's record, which does not empty the cache.
+        let load = || self.read(|txn| get(&txn.open_table(ALIASES).map_err(backend)?, local_part));
+        self.cache.get_or_load("alias_owner", local_part, load, Option::is_some)
     }
 
     fn references(
@@ -1175,6 +1209,62 @@ mod tests {
         drop(store);
         let store = open(dir.path());
         assert_eq!(store.pair_alias("S1", "B1").unwrap(), a);
+    }
+
+    /// The reads a message makes are served from the read cache once read;
+    /// every change the admin API makes is seen by the next read all the same.
+    #[test]
+    fn every_change_is_seen_by_the_next_read() {
+        let (_d, store) = fixture();
+        let bob = addr("bob@buyer.example");
+        let read_all = |store: &RedbStore| {
+            (
+                store.seller("S1").unwrap().unwrap(),
+                store.buyer("B1").unwrap().unwrap(),
+                store.buyer_by_email(&bob).unwrap(),
+                store.seller_by_approved(&addr("new@shop1.example")).unwrap(),
+                store.orders_of_pair("S1", "B1").unwrap(),
+                store.seller("S2").unwrap(),
+            )
+        };
+        let before = read_all(&store);
+        assert_eq!(read_all(&store), before, "the same twice");
+        store.set_opted_out("B1", true).unwrap();
+        assert!(store.buyer("B1").unwrap().unwrap().opted_out);
+        assert!(store.buyer_by_email(&bob).unwrap().unwrap().opted_out);
+        store.update_seller("S1", SellerUpdate { name: Some("Shop Renamed".into()), ..Default::default() }).unwrap();
+        assert_eq!(store.seller("S1").unwrap().unwrap().name, "Shop Renamed");
+        store.approve("S1", &addr("new@shop1.example")).unwrap();
+        assert_eq!(store.seller_by_approved(&addr("new@shop1.example")).unwrap().unwrap().id, "S1");
+        store
+            .add_order(NewOrder {
+                id: "114-1".into(),
+                seller: "S1".into(),
+                buyer: "B1".into(),
+                category: Some("wine".into()),
+                created_at: 5,
+            })
+            .unwrap();
+        assert_eq!(store.orders_of_pair("S1", "B1").unwrap().len(), 1);
+        store
+            .add_seller(NewSeller {
+                id: "S2".into(),
+                name: "Two".into(),
+                service_address: addr("cs@two.example"),
+                approved_addresses: vec![],
+            })
+            .unwrap();
+        assert!(store.seller("S2").unwrap().is_some());
+        // The pair alias a message's record makes (no admin write) is found by the next reads.
+        assert_eq!(store.alias_owner("0000000000000000").unwrap(), None);
+        let link = done(store.record_message(&new_message(Party::Buyer, Some("<m1@buyer.example>"))).unwrap());
+        assert_eq!(link.seller, "S1");
+        let alias = store.pair_alias("S1", "B1").unwrap();
+        assert_eq!(store.pair_alias("S1", "B1").unwrap(), alias);
+        assert_eq!(
+            store.alias_owner(&alias).unwrap(),
+            Some(AliasOwner::Pair { seller: "S1".into(), buyer: "B1".into() })
+        );
     }
 
     #[test]
