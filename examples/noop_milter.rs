@@ -6,7 +6,7 @@
 //! (indymilter 0.3), the same tokio runtime (current-thread), a unix socket (mode 0666),
 //! the same stages (MAIL, RCPT, header, body, end of message, abort: no
 //! connect/HELO/DATA callbacks, so indymilter negotiates those away) and the same
-//! negotiation as `src/milter/mod.rs`: the same actions requested, and
+//! negotiation as `src/milter/mod.rs`: the same actions and macros requested, and
 //! NOREPLY_HEADER | NOREPLY_BODY. Callbacks only read their arguments (they sum the
 //! bytes of the message); end of message accepts the message unchanged.
 //! Stops on SIGTERM or SIGINT and removes its socket.
@@ -69,6 +69,7 @@ fn callbacks() -> Callbacks<Seen> {
             Box::pin(async move {
                 cx.requested_actions |= actions & bsm_milter::milter::ACTIONS;
                 cx.requested_opts |= opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY);
+                cx.requested_macros = bsm_milter::milter::macros();
                 Status::Continue
             })
         })

@@ -10,6 +10,22 @@ use support::postfix::send;
 use support::process::{Served, ok};
 use support::world::{WAIT, World, assert_no_trace, header, json, message};
 
+/// One log line per decision with the queue id: with the short macro lists the milter asks
+/// Postfix for, the decision on a message is logged under the id Postfix queued it as.
+#[test]
+fn each_decision_is_logged_with_postfix_queue_id() {
+    let w = World::start();
+    let msg = message(&[("From", "bob@buyer-mail.example"), ("Subject", "Queue id")], "Hello\r\n");
+    let (_, _, data) = send(w.port(), "bob@buyer-mail.example", &[&w.seller_alias], &msg);
+    let data = data.unwrap();
+    assert_eq!(data.code, 250, "{}", data.text);
+    let qid = data.text.rsplit_once("queued as ").map(|(_, q)| q.trim().to_string()).expect("a queue id");
+    w.postfix.wait_delivered(1, WAIT);
+    let log = w.milter.as_ref().unwrap().log_text();
+    assert!(log.lines().any(|l| l.contains(&format!("{qid}: ")) && l.contains("delivered")), "{qid}: {log}");
+    assert!(!log.contains("NOQUEUE"), "{log}");
+}
+
 #[test]
 fn buyer_and_seller_round_trip_and_thread() {
     let w = World::start();

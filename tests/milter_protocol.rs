@@ -67,6 +67,13 @@ async fn negotiates_only_what_it_uses() {
     assert!(opts.contains(ProtoOpts::NO_CONNECT | ProtoOpts::NO_HELO | ProtoOpts::NO_DATA));
     assert!(!opts.contains(ProtoOpts::NO_BODY), "the body is archived");
     assert!(opts.contains(ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_BODY));
+    // Only the macros it reads: the queue id, and the SMTP AUTH login at MAIL.
+    let macros: Vec<(MacroStage, &str)> = {
+        let mut m: Vec<_> = conn.requested_macros().iter().map(|(s, v)| (*s, v.to_str().unwrap())).collect();
+        m.sort();
+        m
+    };
+    assert_eq!(macros, [(MacroStage::Mail, "i {auth_authen}"), (MacroStage::Rcpt, "i"), (MacroStage::Eom, "i")]);
     conn.close().await.unwrap();
     d.stop().await;
 }
