@@ -82,24 +82,16 @@ fn walk(
             let root = w.plain(text);
             write(root, w.removed, raw, body_start, splice)
         }
-        None => walk_parsed(w, raw, body_start, policy, relay, extras, splice),
+        None => walk_parsed(w, raw, body_start, splice),
     }
 }
 
-/// The walk over the parsed message.
-fn walk_parsed(
-    mut w: Walker<'_>,
-    raw: &[u8],
-    body_start: usize,
-    policy: &ContentPolicy,
-    relay: &str,
-    extras: &Extras,
-    splice: bool,
-) -> Option<Outcome> {
+/// The walk over the parsed message, with `w` set up for it.
+fn walk_parsed(mut w: Walker<'_>, raw: &[u8], body_start: usize, splice: bool) -> Option<Outcome> {
     let Some(msg) = MessageParser::new().parse(raw) else {
         return Some(refuse("The message could not be parsed"));
     };
-    if policy.is_noop() && extras.footer.is_none() && !mentions_footer(&msg, relay) {
+    if w.policy.is_noop() && w.footer.is_none() && !mentions_footer(&msg, w.relay) {
         // Only stripping, and nothing to strip.
         return Some(Outcome::Unchanged);
     }
@@ -1023,7 +1015,7 @@ mod tests {
         let extras = extras();
         let mut w = Walker::new(policy, RELAY, 0);
         w.footer = extras.footer.as_ref().map(|f| (f.text(), f.html()));
-        (walk(raw, start, policy, RELAY, &extras, true), walk_parsed(w, raw, start, policy, RELAY, &extras, true))
+        (walk(raw, start, policy, RELAY, &extras, true), walk_parsed(w, raw, start, true))
     }
 
     /// What the cheap path may take, and what it must leave to the parsed walk.
